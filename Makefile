@@ -1,0 +1,55 @@
+# kagtools: `make setup`, `make test`, `make titanic-submit`; `make <slug>-submit` for any competition.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Competition data: the offline mirror beside this checkout when there is one, else ./data/<slug>
+# (fill it with `kagtools download <slug>`). Override with KAGTOOLS_DATA_DIR=... or DATA_DIR=...
+MIRROR := $(abspath ../shared/data)
+export KAGTOOLS_DATA_DIR ?= $(if $(wildcard $(MIRROR)),$(MIRROR),)
+export PYTHONHASHSEED := 0
+KT := $(BIN)/kagtools
+ARGS ?=
+
+.PHONY: setup test test-fast lint clean benchmarks
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make setup            build .venv with everything (torch, timm, transformers included)"
+	@echo "make test             run the whole test suite (unit + end to end on the data mirror)"
+	@echo "make titanic-submit   EDA, folds, models, blend and a validated submission"
+	@echo "make <slug>-eda | <slug>-submit | <slug>-tune | <slug>-kernel"
+
+# torch/torchvision: the pair that installs on these machines (CUDA build, runs on CPU too).
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 KAGTOOLS_QUIET=1 $(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 KAGTOOLS_QUIET=1 $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check kagtools pipelines tests benchmarks
+
+benchmarks: setup
+	$(BIN)/python benchmarks/titanic.py
+
+%-eda: setup
+	$(KT) eda $* $(ARGS)
+
+%-submit: setup
+	$(KT) submit $* $(ARGS)
+
+%-runs: setup
+	$(KT) runs $* $(ARGS)
+
+clean:
+	rm -rf runs reports kernels

@@ -1,0 +1,264 @@
+"""``kagtools <verb> <slug> [options]``: one console script for every step of the flow."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pkgutil
+import sys
+import time
+from collections.abc import Callable
+
+from kagtools.errors import KagtoolsError
+from kagtools.table import format_table
+
+__all__ = ["main", "build_parser", "command"]
+
+_COMMANDS: dict[str, tuple[Callable, Callable[[argparse.ArgumentParser], None], str]] = {}
+
+
+def command(name: str, help: str):
+    """Decorator: ``@command("cv", "...")`` on ``fn(args)``; its ``.options`` adds arguments."""
+
+    def deco(fn):
+        _COMMANDS[name] = (fn, getattr(fn, "options", lambda p: None), help)
+        return fn
+
+    return deco
+
+
+def options(adder: Callable[[argparse.ArgumentParser], None]):
+    def deco(fn):
+        fn.options = adder
+        return fn
+
+    return deco
+
+
+def _common(p: argparse.ArgumentParser, *, slug: bool = True) -> None:
+    if slug:
+        p.add_argument("slug", help="competition slug, e.g. titanic")
+    p.add_argument("--data-dir", help="competition files (default: $KAGTOOLS_DATA_DIR/<slug>, "
+                                      "/kaggle/input/<slug>, ./data/<slug>)")
+    p.add_argument("--workdir", help="where runs/, reports/ and submissions/ go (default: .)")
+
+
+def _ctx(args):
+    from kagtools.workflow import open_context
+
+    return open_context(args.slug, data_dir=args.data_dir, workdir=args.workdir)
+
+
+def _json_arg(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise KagtoolsError(f"--params is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise KagtoolsError("--params must be a JSON object, e.g. '{\"n_estimators\": 500}'")
+    return value
+
+
+def _print_runs(ctx, runs=None, highlight: str | None = None) -> None:
+    from kagtools.workflow import leaderboard
+
+    rows = leaderboard(ctx, runs)
+    for row in rows:
+        row["chosen"] = "*" if row["run"] == highlight else ""
+        row["cv"] = f"{row['cv']:.4f} +- {row['std']:.4f}"
+        row["nested"] = f"{row['nested']:.4f}" if row["nested"] is not None else "-"
+        row["seconds"] = f"{row['seconds']:.1f}"
+    scheme = ctx.folds.scheme
+    print(f"\n{ctx.spec.slug}: {ctx.spec.metric} ({'higher' if _greater(ctx) else 'lower'} is better), "
+          f"CV = {scheme['splitter']} {scheme['n_splits']} folds x {scheme['n_repeats']} repeat(s), "
+          f"seed {scheme['seed']}" + (f", grouped by {scheme['group']}" if scheme.get("group") else ""))
+    print(format_table(rows, ["chosen", "run", "model", "kind", "cv", "nested", "seconds"]))
+
+
+def _greater(ctx) -> bool:
+    from kagtools.metrics import get_metric
+
+    return get_metric(ctx.spec.metric).greater_is_better
+
+
+@command("eda", "write reports/<slug>/eda.html and print a summary")
+@options(_common)
+def cmd_eda(args) -> None:
+    from kagtools.eda import write_eda
+
+    ctx = _ctx(args)
+    path, res = write_eda(ctx.spec, ctx.data, ctx.reports)
+    print("\n".join(res.summary))
+    print(f"report: {path}")
+
+
+def _folds_options(p):
+    _common(p)
+    p.add_argument("--rebuild", action="store_true", help="make the folds again even if current")
+
+
+@command("folds", "make runs/<slug>/folds.csv from the spec's CV scheme")
+@options(_folds_options)
+def cmd_folds(args) -> None:
+    from kagtools.folds import ensure_folds
+
+    ctx = _ctx(args)
+    folds = ensure_folds(ctx.data.train, ctx.spec, ctx.root, rebuild=args.rebuild)
+    t = folds.table
+    sizes = t[t["repeat"] == 0]["fold"].value_counts().sort_index()
+    print(f"folds: {ctx.root / 'folds.csv'} (hash {folds.hash}); {folds.scheme['splitter']}, "
+          f"{folds.n_splits} folds x {folds.n_repeats} repeats; rows per fold: {sizes.tolist()}")
+
+
+def _cv_options(p):
+    _common(p)
+    p.add_argument("--model", required=True, help="registered model name (see `kagtools models`)")
+    p.add_argument("--params", help="model parameters as a JSON object")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--n-jobs", type=int, default=-1, help="parallel fold fits (joblib)")
+
+
+@command("cv", "cross-validate one model on the shared folds and write its run")
+@options(_cv_options)
+def cmd_cv(args) -> None:
+    from kagtools.workflow import run_model, tuned_params
+
+    ctx = _ctx(args)
+    params = {**tuned_params(ctx, args.model), **_json_arg(args.params)}
+    run = run_model(ctx, args.model, params, n_jobs=args.n_jobs, seed=args.seed)
+    _print_runs(ctx, [run])
+    print(f"run: {run.path}")
+
+
+def _blend_options(p):
+    _common(p)
+    p.add_argument("--runs", nargs="+", help="run ids to blend (default: every single-model run)")
+
+
+@command("blend", "blend recorded runs (OOF + test) into a new run")
+@options(_blend_options)
+def cmd_blend(args) -> None:
+    from kagtools.blend import blend_mean
+
+    ctx = _ctx(args)
+    runs = [ctx.run(r) for r in args.runs] if args.runs else [r for r in ctx.runs() if r.meta.get("kind") == "cv"]
+    tset = ctx.training_set
+    run = blend_mean(ctx.spec, runs, tset.y, tset.ids, root=ctx.root)
+    _print_runs(ctx, [*runs, run], highlight=run.run_id)
+
+
+@command("runs", "the leaderboard of runs on the current folds")
+@options(_common)
+def cmd_runs(args) -> None:
+    ctx = _ctx(args)
+    _print_runs(ctx)
+
+
+def _submit_options(p):
+    _common(p)
+    p.add_argument("--run", help="submit this run (default: train the pipeline's models, blend, choose the best)")
+    p.add_argument("--profile", help="pipeline profile (e.g. smoke, cpu, gpu)")
+    p.add_argument("--no-eda", action="store_true", help="skip the EDA report")
+    p.add_argument("--n-jobs", type=int, default=-1)
+    p.add_argument("--to-kaggle", action="store_true", help="upload the validated file to Kaggle")
+    p.add_argument("-m", "--message", default="kagtools", help="submission message on Kaggle")
+
+
+@command("submit", "EDA, folds, every pipeline model, blend, choose, write a validated submission")
+@options(_submit_options)
+def cmd_submit(args) -> None:
+    from kagtools.blend import auto_blend
+    from kagtools.workflow import choose_best, make_submission, run_pipeline_models
+
+    ctx = _ctx(args)
+    start = time.perf_counter()
+    if args.run:
+        best = ctx.run(args.run)
+        runs = [best]
+    else:
+        if not args.no_eda:
+            from kagtools.eda import write_eda
+
+            path, res = write_eda(ctx.spec, ctx.data, ctx.reports)
+            print("\n".join(res.summary) + f"\nEDA report: {path}")
+        print(f"folds: {ctx.root / 'folds.csv'} (hash {ctx.folds.hash})")
+        runs = run_pipeline_models(ctx, profile=args.profile, n_jobs=args.n_jobs)
+        if len(runs) > 1:
+            tset = ctx.training_set
+            runs.extend(auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports))
+        best = choose_best(ctx, runs)
+    path = make_submission(ctx, best)
+    _print_runs(ctx, runs, highlight=best.run_id)
+    s = best.meta["scores"]
+    print(f"\nsubmission: {path}  (run {best.run_id}, CV {ctx.spec.metric} {s['cv']:.4f} +- "
+          f"{s.get('cv_std', 0):.4f}; {time.perf_counter() - start:.1f}s)")
+    if args.to_kaggle:
+        from kagtools.kaggle_api import submit_file
+
+        print(submit_file(ctx.spec.slug, path, message=args.message))
+
+
+def _models_options(p):
+    p.add_argument("pattern", nargs="?", default="*")
+
+
+@command("models", "list registered models")
+@options(_models_options)
+def cmd_models(args) -> None:
+    from kagtools.models import list_models
+
+    print("\n".join(list_models(args.pattern)))
+
+
+def _download_options(p):
+    _common(p)
+    p.add_argument("--force", action="store_true", help="download again even if present")
+
+
+@command("download", "download competition files through the kaggle package")
+@options(_download_options)
+def cmd_download(args) -> None:
+    from kagtools.kaggle_api import download_competition
+
+    target = download_competition(args.slug, data_dir=args.data_dir, force=args.force)
+    print(f"data: {target}")
+
+
+def _load_command_modules() -> None:
+    import kagtools.commands as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_command_modules()
+    parser = argparse.ArgumentParser(prog="kagtools", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="verb")
+    for name, (fn, add, help_) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add(p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KagtoolsError as exc:
+        print(f"kagtools: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kagtools: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())

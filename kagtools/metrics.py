@@ -1,0 +1,135 @@
+"""Metrics registered by name, with their direction and what they need (labels or scores)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+
+from kagtools.errors import KagtoolsError
+
+__all__ = ["Metric", "register_metric", "get_metric", "list_metrics", "to_labels"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A scoring function ``fn(y_true, y_pred)``.
+
+    ``needs`` is ``"label"`` (class labels, from probabilities by threshold/argmax),
+    ``"proba"`` (class probabilities) or ``"value"`` (regression values).
+    """
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    greater_is_better: bool
+    needs: str
+
+    def __call__(self, y_true, y_pred, *, threshold: float = 0.5) -> float:
+        y_true = np.asarray(y_true)
+        y_pred = np.asarray(y_pred, dtype=float)
+        if np.isnan(y_pred).any():
+            raise KagtoolsError(f"metric {self.name}: predictions contain NaN")
+        if self.needs == "label":
+            y_pred = to_labels(y_pred, threshold=threshold)
+        return float(self.fn(y_true, y_pred))
+
+    def better(self, a: float, b: float) -> bool:
+        """True when score ``a`` is strictly better than ``b``."""
+        return a > b if self.greater_is_better else a < b
+
+    def sign(self) -> float:
+        """+1 when greater is better, else -1 (multiply to get a 'higher is better' score)."""
+        return 1.0 if self.greater_is_better else -1.0
+
+
+_METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, *, greater_is_better: bool, needs: str):
+    """Decorator: register ``fn(y_true, y_pred) -> float`` under ``name``."""
+
+    def deco(fn):
+        _METRICS[name] = Metric(name, fn, greater_is_better, needs)
+        return fn
+
+    return deco
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return _METRICS[name]
+    except KeyError:
+        raise KagtoolsError(
+            f"unknown metric '{name}' (known: {', '.join(list_metrics())})"
+        ) from None
+
+
+def list_metrics() -> list[str]:
+    return sorted(_METRICS)
+
+
+def to_labels(y_pred: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:
+    """Class indices from scores: threshold a 1-D positive-class probability, argmax a 2-D one."""
+    y_pred = np.asarray(y_pred)
+    if y_pred.ndim == 2 and y_pred.shape[1] > 1:
+        return y_pred.argmax(axis=1)
+    return (y_pred.reshape(-1) >= threshold).astype(int)
+
+
+def _positive(y_pred: np.ndarray) -> np.ndarray:
+    return y_pred[:, 1] if y_pred.ndim == 2 and y_pred.shape[1] == 2 else y_pred
+
+
+register_metric("accuracy", greater_is_better=True, needs="label")(skm.accuracy_score)
+register_metric("balanced_accuracy", greater_is_better=True, needs="label")(skm.balanced_accuracy_score)
+register_metric("f1", greater_is_better=True, needs="label")(skm.f1_score)
+register_metric("f1_macro", greater_is_better=True, needs="label")(
+    lambda y, p: skm.f1_score(y, p, average="macro")
+)
+register_metric("qwk", greater_is_better=True, needs="label")(
+    lambda y, p: skm.cohen_kappa_score(y, p, weights="quadratic")
+)
+
+
+@register_metric("roc_auc", greater_is_better=True, needs="proba")
+def _roc_auc(y, p):
+    if p.ndim == 2 and p.shape[1] > 2:
+        return skm.roc_auc_score(y, p, multi_class="ovr")
+    return skm.roc_auc_score(y, _positive(p))
+
+
+@register_metric("log_loss", greater_is_better=False, needs="proba")
+def _log_loss(y, p):
+    if p.ndim == 1:
+        p = np.column_stack([1 - p, p])
+    return skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=np.arange(p.shape[1]))
+
+
+@register_metric("map@3", greater_is_better=True, needs="proba")
+def _map3(y, p):
+    return _mapk(y, p, 3)
+
+
+def _mapk(y, p, k):
+    top = np.argsort(-p, axis=1)[:, :k]
+    hits = top == np.asarray(y).reshape(-1, 1)
+    return float((hits / np.arange(1, k + 1)).sum(axis=1).mean())
+
+
+register_metric("rmse", greater_is_better=False, needs="value")(
+    lambda y, p: float(np.sqrt(skm.mean_squared_error(y, p)))
+)
+register_metric("rmsle", greater_is_better=False, needs="value")(
+    lambda y, p: float(np.sqrt(skm.mean_squared_log_error(y, np.clip(p, 0, None))))
+)
+register_metric("mae", greater_is_better=False, needs="value")(skm.mean_absolute_error)
+register_metric("r2", greater_is_better=True, needs="value")(skm.r2_score)
+register_metric("pearson", greater_is_better=True, needs="value")(
+    lambda y, p: float(stats.pearsonr(np.ravel(y), np.ravel(p))[0])
+)
+register_metric("spearman", greater_is_better=True, needs="value")(
+    lambda y, p: float(stats.spearmanr(np.ravel(y), np.ravel(p))[0])
+)

@@ -1,0 +1,331 @@
+"""Classical tabular models: logistic/ridge, random forest, extra trees, LightGBM, HistGB.
+
+Each owns its preprocessing (one-hot + scaling for the linear model, ordinal codes for
+forests, native categoricals for the boosters), so a pipeline hands every model the same
+DataFrame of numeric and ``category`` columns.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from kagtools.models import register_model
+
+__all__ = ["TabularModel", "LogReg", "RandomForest", "ExtraTrees", "LightGBM", "HistGB"]
+
+
+
+def _is_categorical(dtype) -> bool:
+    return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+
+
+def _CATEGORICAL(X: pd.DataFrame) -> list[str]:
+    """Columns treated as categories: anything not numeric (object, string, category, bool)."""
+    return [c for c in X.columns if _is_categorical(X[c].dtype)]
+
+
+def _NUMERIC(X: pd.DataFrame) -> list[str]:
+    return [c for c in X.columns if not _is_categorical(X[c].dtype)]
+
+
+def _as_frame(X) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X
+    X = np.asarray(X)
+    return pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+
+
+def _categories_as_str(X: pd.DataFrame) -> pd.DataFrame:
+    cats = _CATEGORICAL(X)
+    if not cats:
+        return X
+    X = X.copy()
+    for c in cats:
+        X[c] = X[c].astype("string").fillna("<NA>").astype(object)
+    return X
+
+
+class TabularModel(BaseEstimator):
+    """Base for the classical models: ``_make_estimator()`` builds the scikit-learn pipeline.
+
+    ``task`` is ``binary``, ``multiclass`` or ``regression`` (the CV runner sets it from the
+    competition spec).
+    """
+
+    task: str
+
+    def _make_estimator(self, X: pd.DataFrame):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task in ("binary", "multiclass")
+
+    def fit(self, X, y, X_valid=None, y_valid=None):
+        X = _categories_as_str(_as_frame(X))
+        self.estimator_ = self._make_estimator(X)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            self.estimator_.fit(X, np.asarray(y))
+        if self.is_classifier:
+            self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            return self.estimator_.predict_proba(_categories_as_str(_as_frame(X)))
+
+    def predict(self, X) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            return self.estimator_.predict(_categories_as_str(_as_frame(X)))
+
+    def predict_scores(self, X) -> np.ndarray:
+        """What a run records: positive-class probability (binary), class probabilities
+        (multiclass) or values (regression)."""
+        if not self.is_classifier:
+            return np.asarray(self.predict(X), dtype=float)
+        proba = self.predict_proba(X)
+        return proba[:, 1] if self.task == "binary" else proba
+
+
+def _ordinal_preprocessor():
+    return ColumnTransformer(
+        [
+            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                   encoded_missing_value=-1), _CATEGORICAL),
+            ("num", SimpleImputer(strategy="median", keep_empty_features=True), _NUMERIC),
+        ]
+    )
+
+
+@register_model("logreg")
+class LogReg(TabularModel):
+    """Logistic regression (ridge for regression) on one-hot categories and scaled numerics."""
+
+    def __init__(self, *, task: str = "binary", C: float = 1.0, max_iter: int = 2000,
+                 min_frequency: int = 5, seed: int = 0):
+        self.task = task
+        self.C = C
+        self.max_iter = max_iter
+        self.min_frequency = min_frequency
+        self.seed = seed
+
+    def _make_estimator(self, X: pd.DataFrame):
+        pre = ColumnTransformer(
+            [
+                ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                      min_frequency=self.min_frequency, sparse_output=False), _CATEGORICAL),
+                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
+                                                    keep_empty_features=True), StandardScaler()), _NUMERIC),
+            ]
+        )
+        if self.is_classifier:
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
+        else:
+            model = Ridge(alpha=1.0 / self.C, random_state=self.seed)
+        return make_pipeline(pre, model)
+
+    @staticmethod
+    def search_space(trial):
+        return {"C": trial.suggest_float("C", 1e-3, 1e2, log=True)}
+
+
+class _Forest(TabularModel):
+    _classes: tuple[type, type]
+
+    def __init__(self, *, task: str = "binary", n_estimators: int = 500, max_depth: int | None = None,
+                 min_samples_leaf: int = 1, max_features: float | str | None = "sqrt",
+                 n_jobs: int = 1, seed: int = 0):
+        self.task = task
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.n_jobs = n_jobs
+        self.seed = seed
+
+    def _make_estimator(self, X: pd.DataFrame):
+        cls = self._classes[0] if self.is_classifier else self._classes[1]
+        return make_pipeline(
+            _ordinal_preprocessor(),
+            cls(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
+                n_jobs=self.n_jobs, random_state=self.seed),
+        )
+
+    @staticmethod
+    def search_space(trial):
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", 100, 800, step=100),
+            "max_depth": trial.suggest_int("max_depth", 3, 16),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 20),
+            "max_features": trial.suggest_float("max_features", 0.2, 1.0),
+        }
+
+
+@register_model("rf")
+class RandomForest(_Forest):
+    """Random forest on ordinal-coded categories."""
+
+    _classes = (RandomForestClassifier, RandomForestRegressor)
+
+
+@register_model("et")
+class ExtraTrees(_Forest):
+    """Extremely randomized trees on ordinal-coded categories."""
+
+    _classes = (ExtraTreesClassifier, ExtraTreesRegressor)
+
+
+@register_model("lgbm")
+class LightGBM(TabularModel):
+    """LightGBM with native categoricals and a fixed number of rounds.
+
+    No early stopping on the validation fold: it would pick the round count on the very rows
+    that are scored and overstate CV. Tune ``n_estimators`` instead.
+    """
+
+    def __init__(self, *, task: str = "binary", n_estimators: int = 300, learning_rate: float = 0.05,
+                 num_leaves: int = 31, max_depth: int = -1, min_child_samples: int = 20,
+                 subsample: float = 1.0, colsample_bytree: float = 1.0, reg_lambda: float = 0.0,
+                 reg_alpha: float = 0.0, min_split_gain: float = 0.0, cat_smooth: float = 10.0,
+                 n_jobs: int = 1, seed: int = 0, callbacks: list | None = None):
+        self.task = task
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.max_depth = max_depth
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.reg_alpha = reg_alpha
+        self.min_split_gain = min_split_gain
+        self.cat_smooth = cat_smooth
+        self.n_jobs = n_jobs
+        self.seed = seed
+        self.callbacks = callbacks
+
+    def _make_estimator(self, X: pd.DataFrame):
+        cls = lgb.LGBMClassifier if self.is_classifier else lgb.LGBMRegressor
+        return cls(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves, max_depth=self.max_depth,
+            min_child_samples=self.min_child_samples, subsample=self.subsample,
+            subsample_freq=1 if self.subsample < 1 else 0, colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda, reg_alpha=self.reg_alpha, min_split_gain=self.min_split_gain,
+            cat_smooth=self.cat_smooth, n_jobs=self.n_jobs, random_state=self.seed, verbose=-1,
+        )
+
+    def fit(self, X, y, X_valid=None, y_valid=None):
+        X = _lgbm_frame(_as_frame(X))
+        self.categories_ = {c: X[c].cat.categories for c in X.columns if X[c].dtype == "category"}
+        self.estimator_ = self._make_estimator(X)
+        kwargs = {}
+        if X_valid is not None and self.callbacks:
+            # Validation rows feed callbacks (e.g. Optuna pruning) only, never early stopping.
+            kwargs = {"eval_set": [(self._align(X_valid), np.asarray(y_valid))], "callbacks": self.callbacks}
+        self.estimator_.fit(X, np.asarray(y), **kwargs)
+        if self.is_classifier:
+            self.classes_ = self.estimator_.classes_
+        return self
+
+    def _align(self, X) -> pd.DataFrame:
+        X = _lgbm_frame(_as_frame(X))
+        for c, cats in self.categories_.items():
+            X[c] = pd.Categorical(X[c].astype(object), categories=cats)
+        return X
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.estimator_.predict_proba(self._align(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self.estimator_.predict(self._align(X))
+
+    @staticmethod
+    def search_space(trial):
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", 50, 1000, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.3, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
+        }
+
+
+def _lgbm_frame(X: pd.DataFrame) -> pd.DataFrame:
+    cats = _CATEGORICAL(X)
+    if not cats:
+        return X
+    X = X.copy()
+    for c in cats:
+        if X[c].dtype != "category":
+            X[c] = X[c].astype("string").astype("category")
+    return X
+
+
+@register_model("hgb")
+class HistGB(TabularModel):
+    """scikit-learn's histogram gradient boosting, categories native, fixed iterations."""
+
+    def __init__(self, *, task: str = "binary", max_iter: int = 200, learning_rate: float = 0.05,
+                 max_leaf_nodes: int = 15, min_samples_leaf: int = 20, l2_regularization: float = 0.0,
+                 seed: int = 0):
+        self.task = task
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.seed = seed
+
+    def _make_estimator(self, X: pd.DataFrame):
+        cls = HistGradientBoostingClassifier if self.is_classifier else HistGradientBoostingRegressor
+        n_cat = len(_CATEGORICAL(X))
+        n_num = X.shape[1] - n_cat
+        return make_pipeline(
+            ColumnTransformer(
+                [
+                    ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                           encoded_missing_value=np.nan, max_categories=250), _CATEGORICAL),
+                    ("num", "passthrough", _NUMERIC),
+                ]
+            ),
+            cls(max_iter=self.max_iter, learning_rate=self.learning_rate,
+                max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
+                l2_regularization=self.l2_regularization,
+                categorical_features=[True] * n_cat + [False] * n_num if n_cat else None,
+                early_stopping=False, random_state=self.seed),
+        )
+
+    @staticmethod
+    def search_space(trial):
+        return {
+            "max_iter": trial.suggest_int("max_iter", 50, 600, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 4, 63, log=True),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
+            "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True),
+        }

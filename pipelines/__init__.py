@@ -1,0 +1,1 @@
+"""Competition pipelines: features, models and params, one module per competition."""
