@@ -48,6 +48,12 @@ benchmarks: setup
 %-submit: setup
 	$(KT) submit $* $(ARGS)
 
+%-tune: setup
+	$(KT) tune $* $(ARGS)
+
+%-kernel: setup
+	$(KT) kernel push $* $(ARGS)
+
 %-runs: setup
 	$(KT) runs $* $(ARGS)
 

@@ -96,59 +96,35 @@ def cmd_eda(args) -> None:
     print(f"report: {path}")
 
 
-def _folds_options(p):
-    _common(p)
-    p.add_argument("--rebuild", action="store_true", help="make the folds again even if current")
-
-
-@command("folds", "make runs/<slug>/folds.csv from the spec's CV scheme")
-@options(_folds_options)
-def cmd_folds(args) -> None:
-    from kagtools.folds import ensure_folds
-
-    ctx = _ctx(args)
-    folds = ensure_folds(ctx.data.train, ctx.spec, ctx.root, rebuild=args.rebuild)
-    t = folds.table
-    sizes = t[t["repeat"] == 0]["fold"].value_counts().sort_index()
-    print(f"folds: {ctx.root / 'folds.csv'} (hash {folds.hash}); {folds.scheme['splitter']}, "
-          f"{folds.n_splits} folds x {folds.n_repeats} repeats; rows per fold: {sizes.tolist()}")
-
-
 def _cv_options(p):
     _common(p)
     p.add_argument("--model", required=True, help="registered model name (see `kagtools models`)")
     p.add_argument("--params", help="model parameters as a JSON object")
     p.add_argument("--seed", type=int)
     p.add_argument("--n-jobs", type=int, default=-1, help="parallel fold fits (joblib)")
+    p.add_argument("--bag", type=int, default=1, help="repeat the run over N seeds and average (bagging)")
+    p.add_argument("--bootstrap", action="store_true", help="with --bag: fit each bag on a bootstrap sample")
+    p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) to run folds on")
 
 
 @command("cv", "cross-validate one model on the shared folds and write its run")
 @options(_cv_options)
 def cmd_cv(args) -> None:
+    from kagtools.scale import scheduler_context
     from kagtools.workflow import run_model, tuned_params
 
     ctx = _ctx(args)
     params = {**tuned_params(ctx, args.model), **_json_arg(args.params)}
-    run = run_model(ctx, args.model, params, n_jobs=args.n_jobs, seed=args.seed)
+    with scheduler_context(args.scheduler):
+        if args.bag > 1:
+            from kagtools.bagging import bagged_cv
+
+            run = bagged_cv(ctx, args.model, params, n_bags=args.bag, bootstrap=args.bootstrap,
+                            n_jobs=args.n_jobs, seed=args.seed)
+        else:
+            run = run_model(ctx, args.model, params, n_jobs=args.n_jobs, seed=args.seed)
     _print_runs(ctx, [run])
     print(f"run: {run.path}")
-
-
-def _blend_options(p):
-    _common(p)
-    p.add_argument("--runs", nargs="+", help="run ids to blend (default: every single-model run)")
-
-
-@command("blend", "blend recorded runs (OOF + test) into a new run")
-@options(_blend_options)
-def cmd_blend(args) -> None:
-    from kagtools.blend import blend_mean
-
-    ctx = _ctx(args)
-    runs = [ctx.run(r) for r in args.runs] if args.runs else [r for r in ctx.runs() if r.meta.get("kind") == "cv"]
-    tset = ctx.training_set
-    run = blend_mean(ctx.spec, runs, tset.y, tset.ids, root=ctx.root)
-    _print_runs(ctx, [*runs, run], highlight=run.run_id)
 
 
 @command("runs", "the leaderboard of runs on the current folds")
@@ -164,6 +140,7 @@ def _submit_options(p):
     p.add_argument("--profile", help="pipeline profile (e.g. smoke, cpu, gpu)")
     p.add_argument("--no-eda", action="store_true", help="skip the EDA report")
     p.add_argument("--n-jobs", type=int, default=-1)
+    p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) to run folds on")
     p.add_argument("--to-kaggle", action="store_true", help="upload the validated file to Kaggle")
     p.add_argument("-m", "--message", default="kagtools", help="submission message on Kaggle")
 
@@ -186,7 +163,10 @@ def cmd_submit(args) -> None:
             path, res = write_eda(ctx.spec, ctx.data, ctx.reports)
             print("\n".join(res.summary) + f"\nEDA report: {path}")
         print(f"folds: {ctx.root / 'folds.csv'} (hash {ctx.folds.hash})")
-        runs = run_pipeline_models(ctx, profile=args.profile, n_jobs=args.n_jobs)
+        from kagtools.scale import scheduler_context
+
+        with scheduler_context(args.scheduler):
+            runs = run_pipeline_models(ctx, profile=args.profile, n_jobs=args.n_jobs)
         if len(runs) > 1:
             tset = ctx.training_set
             runs.extend(auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports))
@@ -212,20 +192,6 @@ def cmd_models(args) -> None:
     from kagtools.models import list_models
 
     print("\n".join(list_models(args.pattern)))
-
-
-def _download_options(p):
-    _common(p)
-    p.add_argument("--force", action="store_true", help="download again even if present")
-
-
-@command("download", "download competition files through the kaggle package")
-@options(_download_options)
-def cmd_download(args) -> None:
-    from kagtools.kaggle_api import download_competition
-
-    target = download_competition(args.slug, data_dir=args.data_dir, force=args.force)
-    print(f"data: {target}")
 
 
 def _load_command_modules() -> None:

@@ -63,6 +63,9 @@ def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None =
     root = resolve_data_dir(spec.slug, data_dir)
     train_path = root / spec.files.get("train", "train.csv")
     train = read_csv(train_path)
+    if spec.options.get("train_ids") == "row_number" and spec.id_col not in train.columns:
+        # Some competitions (MovieLens here) give ids to test rows only: number the train rows.
+        train.insert(0, spec.id_col, range(len(train)))
     require_columns(train, [spec.id_col, *spec.target_cols], str(train_path))
     for col in spec.target_cols:
         bad = train.index[train[col].isna()]
