@@ -1,19 +1,37 @@
-"""Blends: a function of run artifacts only; the result is itself a run (OOF + test + score)."""
+"""Blends: a function of run artifacts only; the result is itself a run (OOF + test + score).
+
+Methods (see :mod:`kagtools.ensemble.blenders`): ``mean``, ``rank_mean``, ``geo_mean``,
+``hill_climb`` (Caruana, on the competition metric), ``optimize`` (non-negative weights),
+``stack_linear``, ``stack_lgbm`` and ``stack_lgbm_features`` (level 2 with the original
+features). Every blender is fitted within the shared folds (:mod:`kagtools.ensemble.nested`):
+a blend's ``cv`` score is measured on OOF rows the blender never saw (also stored as
+``nested``); ``in_sample`` is the optimistic score of the blender fitted on all rows, kept to
+show how much fitting on the scored rows would have flattered it.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kagtools.cv import encode_target, score_oof
+from kagtools.cv import TrainingSet, encode_target, score_oof
+from kagtools.ensemble.blenders import BLENDERS, make_blender
+from kagtools.ensemble.nested import Level1, load_level1, nested_blend
+from kagtools.ensemble.scoring import needs_threshold
 from kagtools.errors import KagtoolsError
+from kagtools.metrics import get_metric
 from kagtools.runs import Run, git_sha, make_run_id, versions, write_run
 from kagtools.spec import CompetitionSpec
 
-__all__ = ["check_compatible", "blend_mean", "auto_blend"]
+__all__ = ["METHODS", "AUTO_METHODS", "check_compatible", "blend", "blend_mean", "auto_blend", "plot_blends"]
+
+METHODS = tuple(BLENDERS)
+# What ``kagtools submit`` tries; the AutoGluon-style stack joins when features are given.
+AUTO_METHODS = ("mean", "rank_mean", "geo_mean", "hill_climb", "optimize", "stack_linear", "stack_lgbm")
 
 
 def check_compatible(runs: list[Run]) -> None:
@@ -29,45 +47,149 @@ def check_compatible(runs: list[Run]) -> None:
             )
         if run.pred_cols != first.pred_cols:
             raise KagtoolsError(f"runs {first.run_id} and {run.run_id} predict different columns")
+        if run.meta.get("classes") != first.meta.get("classes"):
+            raise KagtoolsError(f"runs {first.run_id} and {run.run_id} encode different classes")
+
+
+def _scores(spec: CompetitionSpec, level1: Level1, preds: np.ndarray, thresholds: np.ndarray | None,
+            y_enc: np.ndarray, ids: pd.Series) -> dict[str, Any]:
+    cols = level1.pred_cols
+    if thresholds is not None:  # per-row thresholds: score the labels they give
+        preds = (preds[:, :1] >= thresholds[:, None]).astype(float)
+    frame = pd.concat([level1.keys, pd.DataFrame(preds, columns=cols)], axis=1)
+    return score_oof(spec, frame, y_enc, ids, cols)
+
+
+def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, *, root: Path,
+          method: str = "hill_climb", features: TrainingSet | None = None, seed: int = 0,
+          level1: Level1 | None = None) -> Run:
+    """Blend ``runs`` with ``method``, fitted within folds, and write the blend as a run.
+
+    Parameters
+    ----------
+    spec, runs, y, ids
+        The competition, the runs to blend (same folds), the training target and ids.
+    root
+        Where runs are written (``runs/<slug>``).
+    method
+        One of :data:`METHODS`.
+    features
+        The training set; only ``stack_lgbm_features`` uses it (its ``X``, ``X_test`` and
+        ``fold_features``).
+    level1
+        Already aligned predictions of ``runs`` (saves re-reading them across methods).
+    """
+    check_compatible(runs)
+    start = time.perf_counter()
+    level1 = level1 or load_level1(runs)
+    y_enc, _ = encode_target(spec, y)
+    blender = make_blender(method, task=spec.task, metric=spec.metric, seed=seed,
+                           fold_features=features.fold_features if features is not None else None)
+    X = X_test = None
+    if getattr(blender, "features", False):
+        if features is None:
+            raise KagtoolsError(f"blend method {method} needs the training set's features")
+        X = features.X
+        if level1.T is not None and features.X_test is not None:
+            order = pd.Index(features.test_ids).get_indexer(level1.test_ids)
+            if (order < 0).any():
+                raise KagtoolsError("run test ids are not the training set's test ids")
+            X_test = features.X_test.iloc[order].reset_index(drop=True)
+    threshold = needs_threshold(spec.metric, spec.task)
+    res = nested_blend(blender, level1, y_enc, ids, metric=spec.metric, threshold=threshold, X=X, X_test=X_test)
+    nested = _scores(spec, level1, res.nested, res.nested_threshold, y_enc, ids)
+    in_sample = _scores(spec, level1, res.in_sample, res.in_sample_threshold, y_enc, ids)
+    scores = {**nested, "nested": nested["cv"], "in_sample": in_sample["cv"], "in_sample_repeats": in_sample["repeats"]}
+    cols = level1.pred_cols
+    oof = pd.concat([level1.keys, pd.DataFrame(res.nested, columns=cols)], axis=1)
+    test = None
+    if res.test is not None:
+        test = pd.concat([level1.test_ids.reset_index(drop=True).to_frame("id"),
+                          pd.DataFrame(res.test, columns=cols)], axis=1)
+    run_ids = level1.run_ids
+    meta = {
+        "slug": spec.slug, "kind": "blend", "model": f"blend:{method}", "method": method,
+        "params": blender.get_params() if method != "stack_lgbm_features" else {"features": True},
+        "runs": run_ids, "weights": {r: round(float(w), 6) for r, w in zip(run_ids, res.weights, strict=True)},
+        "seed": seed, "task": spec.task, "classes": runs[0].meta.get("classes"), "pred_cols": cols,
+        "folds_hash": runs[0].meta["folds_hash"], "cv_scheme": runs[0].meta.get("cv_scheme"),
+        "scores": scores, "wall_seconds": time.perf_counter() - start,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(), "git_sha": git_sha(),
+    }
+    if res.threshold is not None:
+        meta["threshold"] = res.threshold
+    if method == "stack_lgbm_features":
+        meta["features"] = features.name
+        meta["features_share"] = res.features_share
+    run_id = make_run_id(f"blend-{method}", {"runs": sorted(run_ids)}, seed, runs[0].meta["folds_hash"])
+    return write_run(root, run_id, oof=oof, test=test, meta=meta)
 
 
 def blend_mean(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, *, root: Path) -> Run:
     """The plain mean of the runs' predictions (probabilities or values), as a new run."""
-    check_compatible(runs)
-    start = time.perf_counter()
-    cols = runs[0].pred_cols
-    base = runs[0].oof[["id", "repeat", "fold"]].reset_index(drop=True)
-    oof_vals = np.mean([_aligned(r.oof, base, cols) for r in runs], axis=0)
-    oof = pd.concat([base, pd.DataFrame(oof_vals, columns=cols)], axis=1)
-    test = None
-    if all((r.path / "test.parquet").is_file() for r in runs):
-        tbase = runs[0].test[["id"]].reset_index(drop=True)
-        test = pd.concat([tbase, pd.DataFrame(np.mean([_aligned(r.test, tbase, cols, keys=["id"]) for r in runs],
-                                                      axis=0), columns=cols)], axis=1)
-    y_enc, _ = encode_target(spec, y)
-    scores = score_oof(spec, oof, y_enc, ids, cols)
-    run_ids = [r.run_id for r in runs]
-    meta = {
-        "slug": spec.slug, "kind": "blend", "model": "blend:mean", "method": "mean",
-        "params": {}, "runs": run_ids, "weights": {r: 1 / len(runs) for r in run_ids},
-        "seed": runs[0].meta.get("seed"), "task": spec.task, "classes": runs[0].meta.get("classes"),
-        "pred_cols": cols, "folds_hash": runs[0].meta["folds_hash"], "cv_scheme": runs[0].meta.get("cv_scheme"),
-        "scores": scores, "wall_seconds": time.perf_counter() - start,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": versions(), "git_sha": git_sha(),
-    }
-    run_id = make_run_id("blend-mean", {"runs": sorted(run_ids)}, 0, runs[0].meta["folds_hash"])
-    return write_run(root, run_id, oof=oof, test=test, meta=meta)
-
-
-def _aligned(df: pd.DataFrame, base: pd.DataFrame, cols: list[str], keys=("id", "repeat")) -> np.ndarray:
-    keys = list(keys)
-    merged = base[keys].merge(df[keys + cols], on=keys, how="left", validate="one_to_one")
-    if merged[cols].isna().any().any():
-        raise KagtoolsError("runs to blend do not cover the same rows")
-    return merged[cols].to_numpy(dtype=float)
+    return blend(spec, runs, y, ids, root=root, method="mean")
 
 
 def auto_blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, *, root: Path,
-               reports: Path | None = None) -> list[Run]:
-    """The blends ``kagtools submit`` tries over its freshly trained runs."""
-    return [blend_mean(spec, runs, y, ids, root=root)]
+               reports: Path | None = None, features: TrainingSet | None = None,
+               methods: tuple[str, ...] | None = None) -> list[Run]:
+    """The blends ``kagtools submit`` tries over its freshly trained runs, one run per method.
+
+    A method that cannot apply (e.g. ``geo_mean`` of negative regression values) is skipped
+    with a note. With ``reports``, writes ``reports/<slug>/blend.png`` (scores and weights).
+    """
+    if methods is None:
+        methods = AUTO_METHODS + (("stack_lgbm_features",) if features is not None else ())
+    check_compatible(runs)
+    level1 = load_level1(runs)
+    blends = []
+    for method in methods:
+        try:
+            blends.append(blend(spec, runs, y, ids, root=root, method=method, features=features, level1=level1))
+        except KagtoolsError as exc:
+            print(f"  blend {method} skipped: {exc}", flush=True)
+    if reports is not None and blends:
+        plot_blends(spec, runs, blends, Path(reports) / "blend.png")
+    return blends
+
+
+def plot_blends(spec: CompetitionSpec, runs: list[Run], blends: list[Run], path: Path) -> Path:
+    """A PNG: nested vs in-sample OOF score per method beside the single runs, and the
+    weight each blend gives each run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kagtools.io import atomic_path
+
+    metric = get_metric(spec.metric)
+    run_ids = [r.run_id for r in runs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 0.45 * (len(runs) + len(blends)) + 2.5),
+                                   gridspec_kw={"width_ratios": [1, 1.3]})
+    labels = run_ids + [b.meta["method"] for b in blends]
+    nested = [r.score for r in runs] + [b.score for b in blends]
+    ax1.barh(labels, nested, color=["#9aa5b1"] * len(runs) + ["#2b6cb0"] * len(blends), label="OOF (nested for blends)")
+    ax1.scatter([b.meta["scores"]["in_sample"] for b in blends], labels[len(runs):], color="#e53e3e", zorder=3,
+                label="in-sample (optimistic)")
+    lo, hi = min(nested + [b.meta["scores"]["in_sample"] for b in blends]), max(nested)
+    pad = (hi - lo) * 0.5 + 1e-3
+    ax1.set_xlim(lo - pad, hi + pad)
+    ax1.invert_yaxis()
+    ax1.set_xlabel(f"{metric.name} ({'higher' if metric.greater_is_better else 'lower'} is better)")
+    ax1.legend(loc="lower right", fontsize=8)
+    W = np.array([[b.meta["weights"].get(r, 0.0) for r in run_ids] for b in blends])
+    ax2.imshow(W, cmap="Blues", vmin=0, vmax=max(W.max(), 1e-9), aspect="auto")
+    ax2.set_xticks(range(len(run_ids)), run_ids, rotation=45, ha="right", fontsize=8)
+    ax2.set_yticks(range(len(blends)), [b.meta["method"] for b in blends])
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            ax2.text(j, i, f"{W[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                     color="white" if W[i, j] > 0.6 * W.max() else "black")
+    ax2.set_title("weight of each run in each blend")
+    fig.suptitle(f"{spec.slug}: blends fitted within folds")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

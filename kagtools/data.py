@@ -76,12 +76,17 @@ def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None =
             )
     _check_unique_ids(train, spec.id_col, train_path)
     test = sample = None
-    if "test" in spec.files:
+    # Files named in options.optional_files may be absent (a data mirror without a test set).
+    present = {k for k in spec.files if k not in spec.options.get("optional_files", ())
+               or (root / spec.files[k]).is_file()}
+    if "test" in present:
         test_path = root / spec.files["test"]
         test = read_csv(test_path)
+        if spec.options.get("train_ids") == "row_number" and spec.id_col not in test.columns:
+            test.insert(0, spec.id_col, range(1, len(test) + 1))  # Kaggle's 1-based ImageId style
         require_columns(test, [spec.id_col], str(test_path))
         _check_unique_ids(test, spec.id_col, test_path)
-    if "sample_submission" in spec.files:
+    if "sample_submission" in present:
         sample_path = root / spec.files["sample_submission"]
         sample = read_csv(sample_path)
         require_columns(sample, [spec.id_col], str(sample_path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,7 @@ from sklearn import metrics as skm
 
 from kagtools.errors import KagtoolsError
 
-__all__ = ["Metric", "register_metric", "get_metric", "list_metrics", "to_labels"]
+__all__ = ["Metric", "register_metric", "get_metric", "list_metrics", "to_labels", "mapk", "DEFAULT_METRICS"]
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,18 @@ def register_metric(name: str, *, greater_is_better: bool, needs: str):
     return deco
 
 
+_MAPK = re.compile(r"map@(\d+)")
+
+
 def get_metric(name: str) -> Metric:
-    try:
+    """The metric registered as ``name``; ``map@k`` works for any ``k``."""
+    if name in _METRICS:
         return _METRICS[name]
-    except KeyError:
-        raise KagtoolsError(
-            f"unknown metric '{name}' (known: {', '.join(list_metrics())})"
-        ) from None
+    match = _MAPK.fullmatch(name)
+    if match and int(match.group(1)) > 0:
+        k = int(match.group(1))
+        return Metric(name, lambda y, p: mapk(y, p, k), True, "proba")
+    raise KagtoolsError(f"unknown metric '{name}' (known: {', '.join(list_metrics())}, map@k for any k)")
 
 
 def list_metrics() -> list[str]:
@@ -86,6 +92,7 @@ def _positive(y_pred: np.ndarray) -> np.ndarray:
 register_metric("accuracy", greater_is_better=True, needs="label")(skm.accuracy_score)
 register_metric("balanced_accuracy", greater_is_better=True, needs="label")(skm.balanced_accuracy_score)
 register_metric("f1", greater_is_better=True, needs="label")(skm.f1_score)
+register_metric("f1_binary", greater_is_better=True, needs="label")(skm.f1_score)
 register_metric("f1_macro", greater_is_better=True, needs="label")(
     lambda y, p: skm.f1_score(y, p, average="macro")
 )
@@ -96,13 +103,17 @@ register_metric("qwk", greater_is_better=True, needs="label")(
 
 @register_metric("roc_auc", greater_is_better=True, needs="proba")
 def _roc_auc(y, p):
-    if p.ndim == 2 and p.shape[1] > 2:
-        return skm.roc_auc_score(y, p, multi_class="ovr")
+    if y.ndim == 2:  # multi-label: the mean of the per-column AUCs
+        return skm.roc_auc_score(y, p, average="macro")
+    if p.ndim == 2 and p.shape[1] > 2:  # multiclass: one-vs-rest, macro
+        return skm.roc_auc_score(y, p, multi_class="ovr", labels=np.arange(p.shape[1]))
     return skm.roc_auc_score(y, _positive(p))
 
 
 @register_metric("log_loss", greater_is_better=False, needs="proba")
 def _log_loss(y, p):
+    if y.ndim == 2:  # multi-label: the mean of the per-column binary log losses
+        return float(np.mean([_log_loss(y[:, j], p[:, j]) for j in range(y.shape[1])]))
     if p.ndim == 1:
         p = np.column_stack([1 - p, p])
     return skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=np.arange(p.shape[1]))
@@ -110,17 +121,28 @@ def _log_loss(y, p):
 
 @register_metric("map@3", greater_is_better=True, needs="proba")
 def _map3(y, p):
-    return _mapk(y, p, 3)
+    return mapk(y, p, 3)
 
 
-def _mapk(y, p, k):
-    top = np.argsort(-p, axis=1)[:, :k]
-    hits = top == np.asarray(y).reshape(-1, 1)
-    return float((hits / np.arange(1, k + 1)).sum(axis=1).mean())
+def mapk(y_true, scores, k: int) -> float:
+    """Mean average precision at ``k`` with one relevant class per row (Kaggle's MAP@k).
+
+    ``scores`` are ``(n, K)`` class scores; a row earns ``1/rank`` when its true class is
+    among the top ``k`` (ties broken by class order, as a stable sort does).
+    """
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise KagtoolsError(f"metric map@{k}: needs (n, K) class scores, got shape {scores.shape}")
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    hits = top == np.asarray(y_true).reshape(-1, 1)
+    return float((hits / np.arange(1, top.shape[1] + 1)).sum(axis=1).mean())
 
 
 register_metric("rmse", greater_is_better=False, needs="value")(
     lambda y, p: float(np.sqrt(skm.mean_squared_error(y, p)))
+)
+register_metric("mcrmse", greater_is_better=False, needs="value")(  # mean column-wise RMSE
+    lambda y, p: float(np.mean(np.sqrt(skm.mean_squared_error(y, p, multioutput="raw_values"))))
 )
 register_metric("rmsle", greater_is_better=False, needs="value")(
     lambda y, p: float(np.sqrt(skm.mean_squared_log_error(y, np.clip(p, 0, None))))
@@ -133,3 +155,17 @@ register_metric("pearson", greater_is_better=True, needs="value")(
 register_metric("spearman", greater_is_better=True, needs="value")(
     lambda y, p: float(stats.spearmanr(np.ravel(y), np.ravel(p))[0])
 )
+
+
+#: The metric ``kagtools init`` proposes when none is given, by (task, submission kind):
+#: labels are scored by accuracy, probabilities by AUC / log loss, values by RMSE.
+DEFAULT_METRICS = {
+    ("binary", "labels"): "accuracy",
+    ("binary", "probabilities"): "roc_auc",
+    ("multiclass", "labels"): "accuracy",
+    ("multiclass", "probabilities"): "log_loss",
+    ("regression", "values"): "rmse",
+    ("multitarget", "values"): "mcrmse",
+    ("multilabel", "probabilities"): "roc_auc",
+    ("multilabel", "labels"): "f1_macro",
+}

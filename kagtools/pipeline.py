@@ -25,10 +25,13 @@ from kagtools.spec import CompetitionSpec
 
 __all__ = ["load_pipeline", "build_training_set", "pipeline_models", "default_features", "DEFAULT_MODELS"]
 
+# What a competition without a pipeline module trains (on :class:`AutoFeatures`), then blends:
+# a linear model, a forest and a booster make different errors, so their mean usually beats each.
 DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    "logreg": ("logreg", {}),
-    "rf": ("rf", {"n_estimators": 300, "min_samples_leaf": 2}),
-    "lgbm": ("lgbm", {}),
+    "logreg": ("logreg", {"C": 0.5}),
+    "rf": ("rf", {"n_estimators": 300, "min_samples_leaf": 2, "max_features": 0.5}),
+    "lgbm": ("lgbm", {"n_estimators": 400, "learning_rate": 0.03, "num_leaves": 31, "min_child_samples": 10,
+                      "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0}),
 }
 
 
@@ -44,13 +47,30 @@ def load_pipeline(spec: CompetitionSpec) -> ModuleType | None:
 
 
 def default_features(data: CompetitionData, spec: CompetitionSpec) -> TrainingSet:
-    """Every column but the id and targets, as read; the models encode categories themselves."""
-    drop = [spec.id_col, *spec.target_cols]
-    X = data.train.drop(columns=drop)
-    X_test = data.test[X.columns] if data.test is not None else None
+    """Raw columns shared by train and test, made model-ready by :class:`AutoFeatures` in each fold.
+
+    Columns only train.csv has are left out (the test cannot supply them); the id and targets
+    are never features. Everything learned (categories, target encodings, the text model) is
+    fitted on each fold's training rows only.
+    """
+    from kagtools.autofeatures import AutoFeatures
+
+    exclude = {spec.id_col, *spec.target_cols}
+    cols = [c for c in data.train.columns if c not in exclude
+            and (data.test is None or c in data.test.columns)]
     y = data.train[spec.target_cols[0]] if len(spec.target_cols) == 1 else data.train[list(spec.target_cols)]
-    return TrainingSet(X=X, y=y, ids=data.train[spec.id_col], X_test=X_test,
-                       test_ids=data.test[spec.id_col] if data.test is not None else None, name="default")
+    test_ids = None
+    if data.test is not None:
+        if spec.id_col in data.test.columns:
+            test_ids = data.test[spec.id_col]
+        else:  # Kaggle numbered the test rows (options.test_ids = "row_number")
+            start = int(spec.options.get("test_id_start", 1))
+            test_ids = pd.Series(range(start, start + len(data.test)), name=spec.id_col)
+    return TrainingSet(X=data.train[cols].reset_index(drop=True), y=y.reset_index(drop=True),
+                       ids=data.train[spec.id_col].reset_index(drop=True),
+                       X_test=data.test[cols].reset_index(drop=True) if data.test is not None else None,
+                       test_ids=None if test_ids is None else test_ids.reset_index(drop=True),
+                       fold_features=AutoFeatures(seed=spec.cv.seed), name="auto")
 
 
 def build_training_set(spec: CompetitionSpec, data: CompetitionData) -> TrainingSet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 from kagtools.errors import KagtoolsError
 from kagtools.kaggle_env import project_root
 
-__all__ = ["CVScheme", "CompetitionSpec", "load_spec", "spec_path", "list_specs", "TASKS"]
+__all__ = ["CVScheme", "CompetitionSpec", "load_spec", "spec_path", "list_specs", "parse_spec", "spec_to_toml", "TASKS"]
 
 TASKS = ("binary", "multiclass", "regression", "multilabel", "multitarget")
 SUBMISSION_KINDS = ("labels", "probabilities", "values")
@@ -162,3 +163,40 @@ def load_spec(slug_or_path: str | os.PathLike, workdir: Path | None = None) -> C
     except tomllib.TOMLDecodeError as exc:
         raise KagtoolsError(f"{path}: not valid TOML ({exc})") from None
     return parse_spec(data, source=str(path), path=path)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else json.dumps(key)
+
+
+def spec_to_toml(data: dict[str, Any], *, header: str = "") -> str:
+    """A TOML-shaped spec dict (what :func:`parse_spec` reads) as TOML text.
+
+    Top-level scalars first, then one ``[table]`` per nested dict; ``None`` values are left
+    out. ``header`` lines are written as comments at the top.
+    """
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    for key, value in data.items():
+        if key not in tables and value is not None:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for name, table in tables.items():
+        lines += ["", f"[{_toml_key(name)}]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # what we write must read back
+    return text

@@ -72,9 +72,9 @@ def create_model(name: str, **params: Any):
 
 
 def list_models(pattern: str = "*", *, include_lazy: bool = True) -> list[str]:
-    """Registered model names matching a glob ``pattern``."""
+    """Registered model names matching a glob ``pattern`` (names starting with ``_`` are private)."""
     _load(lazy=include_lazy)
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern) and not n.startswith("_"))
 
 
 def search_space(name: str, trial) -> dict[str, Any]:

@@ -253,7 +253,8 @@ class LightGBM(TabularModel):
     def _align(self, X) -> pd.DataFrame:
         X = _lgbm_frame(_as_frame(X))
         for c, cats in self.categories_.items():
-            X[c] = pd.Categorical(X[c].astype(object), categories=cats)
+            vals = X[c].astype(object)
+            X[c] = pd.Categorical(vals.where(vals.isin(cats)), categories=cats)  # unseen -> NaN
         return X
 
     def predict_proba(self, X) -> np.ndarray:

@@ -1,0 +1,71 @@
+"""Metrics over many candidate predictions at once, and decision thresholds for label metrics.
+
+Hill climbing scores every candidate blend at every step, and threshold search scores every
+threshold: :func:`batch_score` does that in one vectorised pass for the common metrics and
+falls back to one :func:`kagtools.metrics.get_metric` call per candidate for the others. Both
+give the same numbers (``tests/test_blend.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+from kagtools.metrics import get_metric
+
+__all__ = ["batch_score", "best_threshold", "needs_threshold", "THRESHOLD_GRID"]
+
+# Thresholds tried for label metrics of binary tasks; 0.5 is on the grid, ties go to it.
+THRESHOLD_GRID = np.round(np.linspace(0.2, 0.8, 61), 3)
+_EPS = 1e-15
+
+
+def needs_threshold(metric_name: str, task: str) -> bool:
+    """True when a binary task is scored on labels, so a decision threshold matters."""
+    return task == "binary" and get_metric(metric_name).needs == "label"
+
+
+def batch_score(metric_name: str, y: np.ndarray, C: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:
+    """Score ``c`` candidate predictions ``C`` (shape ``c x n x k``) against ``y`` (``n``).
+
+    ``k`` is 1 for binary (positive-class probability) and regression, the number of classes
+    for multiclass. Returns ``c`` scores in the metric's own direction.
+    """
+    C = np.asarray(C, dtype=float)
+    y = np.asarray(y)
+    k = C.shape[2]
+    name = metric_name
+    if name == "accuracy":
+        labels = C.argmax(axis=2) if k > 1 else (C[:, :, 0] >= threshold).astype(int)
+        return (labels == y[None, :]).mean(axis=1)
+    if name == "log_loss":
+        if k == 1:
+            p = np.clip(C[:, :, 0], _EPS, 1 - _EPS)
+            return -np.mean(np.where(y[None, :] == 1, np.log(p), np.log(1 - p)), axis=1)
+        p = np.clip(C, _EPS, 1 - _EPS)
+        p = p / p.sum(axis=2, keepdims=True)  # as sklearn's log_loss renormalises rows
+        return -np.mean(np.log(np.take_along_axis(p, y[None, :, None].astype(int), axis=2)[:, :, 0]), axis=1)
+    if name == "roc_auc" and k == 1:
+        pos = y == 1
+        n1, n0 = int(pos.sum()), int((~pos).sum())
+        ranks = rankdata(C[:, :, 0], axis=1)
+        return (ranks[:, pos].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    if k == 1 and name in ("rmse", "mae", "r2"):
+        err = C[:, :, 0] - y[None, :].astype(float)
+        if name == "rmse":
+            return np.sqrt(np.mean(err**2, axis=1))
+        if name == "mae":
+            return np.mean(np.abs(err), axis=1)
+        ss_tot = np.sum((y - y.mean()) ** 2)
+        return 1 - np.sum(err**2, axis=1) / ss_tot
+    metric = get_metric(name)
+    return np.array([metric(y, c[:, 0] if k == 1 else c, threshold=threshold) for c in C])
+
+
+def best_threshold(metric_name: str, y: np.ndarray, p: np.ndarray) -> float:
+    """The threshold on :data:`THRESHOLD_GRID` that scores ``p`` best; ties go nearest 0.5."""
+    p = np.asarray(p, dtype=float).reshape(-1)
+    labels = (p[None, :] >= THRESHOLD_GRID[:, None]).astype(float)[:, :, None]
+    scores = batch_score(metric_name, y, labels) * get_metric(metric_name).sign()
+    best = np.flatnonzero(np.isclose(scores, scores.max(), rtol=0, atol=1e-12))
+    return float(THRESHOLD_GRID[best[np.argmin(np.abs(THRESHOLD_GRID[best] - 0.5))]])

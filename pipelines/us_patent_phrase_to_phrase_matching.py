@@ -1,0 +1,120 @@
+"""U.S. Patent Phrase to Phrase Matching: a similarity-features booster and a cross-encoder.
+
+Each row gives the model its anchor, target and the official title of its CPC context (from
+``cpc_context_titles.csv``): the cross-encoder reads ``anchor [SEP] target [SEP] title``; the
+classical model reads similarity features of the phrase pair (TF-IDF cosines, token overlap,
+edit distances, a frozen MiniLM cosine), the same measures relative to the other targets of
+the anchor (annotators scored an anchor's targets side by side), and the context as a
+category. No feature reads the score, so all are computed once on train and test together.
+
+Folds are grouped by anchor (see the spec): every test anchor is in train, so a random split
+would score the models on anchors they were trained on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kagtools.cv import TrainingSet
+from kagtools.data import CompetitionData, read_csv, require_columns
+from kagtools.errors import KagtoolsError
+from kagtools.spec import CompetitionSpec
+from kagtools.text import sentence_embeddings, similarity_features
+
+__all__ = ["features", "context_titles", "anchor_overlap", "PROFILES", "MODELS", "default_profile"]
+
+TEXT_COLS = ("anchor", "target", "title")
+# Measures made relative to the anchor's other targets (deviation from their mean, rank).
+RELATIVE = ("emb_cos", "tfidf_char", "token_set", "lev")
+
+_LGBM = {"n_estimators": 600, "learning_rate": 0.03, "num_leaves": 31, "min_child_samples": 40,
+         "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0}
+
+PROFILES: dict[str, dict[str, tuple[str, dict]]] = {
+    # A few trees and a few cross-encoder steps: checks the whole flow in about a minute.
+    "smoke": {
+        "similarity_lgbm": ("similarity_lgbm", {**_LGBM, "n_estimators": 50}),
+        "cross_encoder": ("hf_cross_encoder", {"max_steps": 5, "batch_size": 16, "max_length": 32,
+                                               "max_train_rows": 256}),
+    },
+    # What a CPU can afford: MiniLM, one epoch on a third of each training fold, short texts.
+    "cpu": {
+        "similarity_lgbm": ("similarity_lgbm", _LGBM),
+        "cross_encoder": ("hf_cross_encoder", {"epochs": 1, "batch_size": 32, "max_length": 40,
+                                               "lr": 8e-5, "max_train_rows": 10000}),
+    },
+    # The score: every training row, several epochs, full-length texts.
+    "gpu": {
+        "similarity_lgbm": ("similarity_lgbm", _LGBM),
+        "cross_encoder": ("hf_cross_encoder", {"epochs": 4, "batch_size": 64, "lr": 5e-5}),
+    },
+}
+MODELS = PROFILES["cpu"]
+
+
+def default_profile() -> str:
+    """``gpu`` where CUDA is available, else ``cpu``."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def context_titles(data: CompetitionData, spec: CompetitionSpec) -> pd.Series:
+    """CPC code -> official title, from the spec's ``context_titles`` file."""
+    path = data.data_dir / spec.file("context_titles")
+    table = read_csv(path)
+    require_columns(table, ["code", "title"], str(path))
+    return table.set_index("code")["title"].astype(str)
+
+
+def _frame(rows: pd.DataFrame, titles: pd.Series, where: str) -> pd.DataFrame:
+    title = rows["context"].map(titles)
+    if title.isna().any():
+        code = rows["context"][title.isna()].iloc[0]
+        raise KagtoolsError(f"{where}: context {code!r} has no title in the context_titles file")
+    return pd.DataFrame({"anchor": rows["anchor"].astype(str), "target": rows["target"].astype(str),
+                         "context": rows["context"].astype(str), "title": title.astype(str)})
+
+
+def features(data: CompetitionData, spec: CompetitionSpec) -> TrainingSet:
+    """Text columns for the cross-encoder, similarity features for the booster, one frame."""
+    titles = context_titles(data, spec)
+    train = data.train.reset_index(drop=True)
+    test = data.test.reset_index(drop=True)
+    full = pd.concat([_frame(train, titles, "train.csv"), _frame(test, titles, "test.csv")], ignore_index=True)
+    phrases = pd.Index(pd.concat([full["anchor"], full["target"]]).unique())
+    emb = sentence_embeddings(list(phrases))
+    pos_a, pos_b = phrases.get_indexer(full["anchor"]), phrases.get_indexer(full["target"])
+    sims = similarity_features(full["anchor"], full["target"], embeddings=(emb[pos_a], emb[pos_b]))
+    # How close the target is to the context's own title (a phrase can match only in context).
+    title_index = pd.Index(full["title"].unique())
+    title_emb = sentence_embeddings(list(title_index), max_length=64)[title_index.get_indexer(full["title"])]
+    sims["emb_cos_title"] = np.einsum("ij,ij->i", emb[pos_b], title_emb)
+    group = full["anchor"]
+    for col in RELATIVE:
+        by = sims[col].groupby(group)
+        sims[f"{col}_dev"] = sims[col] - by.transform("mean")
+        sims[f"{col}_rank"] = by.rank(pct=True)
+    sims["anchor_rows"] = group.map(group.value_counts()).astype(float)
+    sims["target_rows"] = full["target"].map(full["target"].value_counts()).astype(float)
+    X = pd.concat([full, sims], axis=1)
+    X["context"] = X["context"].astype("category")
+    X["section"] = X["context"].astype(str).str[0].astype("category")
+    n = len(train)
+    return TrainingSet(
+        X=X.iloc[:n].reset_index(drop=True), y=train[spec.target], ids=train[spec.id_col],
+        X_test=X.iloc[n:].reset_index(drop=True), test_ids=test[spec.id_col], name="patent-v1",
+    )
+
+
+def anchor_overlap(data: CompetitionData) -> dict[str, float]:
+    """Evidence for grouping folds by anchor: how many test anchors and rows are seen in train."""
+    train_anchors = set(data.train["anchor"])
+    test = data.test
+    return {
+        "train_anchors": float(data.train["anchor"].nunique()),
+        "rows_per_anchor": float(len(data.train) / data.train["anchor"].nunique()),
+        "test_anchors_in_train": float(test["anchor"].drop_duplicates().isin(train_anchors).mean()),
+        "test_rows_with_train_anchor": float(test["anchor"].isin(train_anchors).mean()),
+    }

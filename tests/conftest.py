@@ -1,0 +1,25 @@
+"""Shared test set-up: offline, quiet, the real data mirror beside the checkout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_MIRROR = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("KAGTOOLS_DATA_DIR", str(_MIRROR))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["KAGTOOLS_QUIET"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The real competition data (Kaggle's layout); required, never skipped."""
+    path = Path(os.environ["KAGTOOLS_DATA_DIR"])
+    assert path.is_dir(), f"data mirror not found at {path}: set KAGTOOLS_DATA_DIR"
+    return path
