@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from kagtools.autofeatures import _parse_dates, target_matrix
+from kagtools.errors import KagtoolsError
 from kagtools.spec import CompetitionSpec, CVScheme
 
 __all__ = ["Advice", "GroupCandidate", "advise", "adversarial_auc", "naive_scheme", "compare_schemes"]
@@ -34,6 +35,14 @@ __all__ = ["Advice", "GroupCandidate", "advise", "adversarial_auc", "naive_schem
 _ENTITY_NAME = re.compile(r"(^|_|\b)(id|user|customer|client|patient|subject|group|session|store|shop|"
                           r"item|product|anchor|author|account|device|household|site|player|team)s?($|_|\b)",
                           re.I)
+
+
+def _entity_like(name) -> bool:
+    """``user_id``, ``userId``, ``customer``: a name that says the column identifies an entity."""
+    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
+    return bool(_ENTITY_NAME.search(snake))
+
+
 _TIME_NAME = re.compile(r"date|time|timestamp|datetime|day|month|year|period|week", re.I)
 
 
@@ -108,14 +117,16 @@ def find_groups(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, 
         if col == id_col or col in target_cols:
             continue
         s = train[col]
+        if pd.api.types.is_numeric_dtype(s) and not _entity_like(col):
+            continue  # numbers are measurements or counts unless named like an entity (user_id)
         if pd.api.types.is_float_dtype(s) and not np.all(np.mod(s.dropna(), 1) == 0):
-            continue  # a continuous measurement, not an entity
+            continue
         k, known = s.nunique(), int(s.notna().sum())
         if k < max(20, 2 * n_splits) or known / k < 2 or known < n / 2:
             continue
         sim = _group_similarity(s, Y)
-        if sim < min_similarity and not (_ENTITY_NAME.search(str(col)) and sim > 0.05):
-            continue
+        if sim < min_similarity and not _entity_like(col):
+            continue  # repeated values that neither name an entity nor share a target
         overlap = None
         if test is not None and col in test.columns:
             t = test[col].dropna().astype(str)
@@ -180,7 +191,7 @@ def adversarial_auc(train: pd.DataFrame, test: pd.DataFrame, *, id_col: str, tar
     pred = np.zeros(len(y))
     gain = np.zeros(len(cols))
     for tr, va in StratifiedKFold(3, shuffle=True, random_state=seed).split(X, y):
-        model = lgb.LGBMClassifier(n_estimators=100, learning_rate=0.1, num_leaves=15, colsample_bytree=0.5,
+        model = lgb.LGBMClassifier(n_estimators=60, learning_rate=0.15, num_leaves=15, colsample_bytree=0.3,
                                    n_jobs=1, random_state=seed, verbose=-1, importance_type="gain")
         model.fit(X.iloc[tr], y[tr])
         pred[va] = model.predict_proba(X.iloc[va])[:, 1]
@@ -192,6 +203,8 @@ def adversarial_auc(train: pd.DataFrame, test: pd.DataFrame, *, id_col: str, tar
 def advise(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, target_cols: list[str], task: str,
            n_splits: int = 5, seed: int = 42, group: str | None = None, drift: bool = True) -> Advice:
     """Propose a CV scheme for this data, with the reasons. ``group`` forces a group column."""
+    if group is not None and group not in train.columns:
+        raise KagtoolsError(f"--group: column '{group}' is not in train.csv")
     n = len(train)
     reasons: list[str] = []
     classification = task in ("binary", "multiclass")
@@ -262,9 +275,12 @@ def naive_scheme(spec: CompetitionSpec) -> CVScheme:
     return replace(spec.cv, splitter="KFold", stratify=None, group=None, time=None)
 
 
-def compare_schemes(spec: CompetitionSpec, data, schemes: dict[str, CVScheme], *, model: str = "lgbm",
+def compare_schemes(spec: CompetitionSpec, data, schemes: dict[str, CVScheme], *, model: str | None = None,
                     params: dict[str, Any] | None = None, n_jobs: int = 1) -> list[dict[str, Any]]:
     """CV of one model under each scheme (same features, same model), for the split report.
+
+    ``model`` defaults to LightGBM (200 trees), or a random forest when there are several
+    targets (LightGBM fits one).
 
     A scheme scoring much better than the proposed one is the optimism the proposed split
     removes (leakage between rows of one group, or the future predicting the past).
@@ -274,14 +290,16 @@ def compare_schemes(spec: CompetitionSpec, data, schemes: dict[str, CVScheme], *
     from kagtools.pipeline import build_training_set
 
     tset = build_training_set(spec, data)
+    if model is None:
+        model, params = ("lgbm", {"n_estimators": 200}) if len(spec.target_cols) == 1 else ("rf", {"n_estimators": 200})
     rows = []
     with tempfile.TemporaryDirectory(prefix="kagtools-compare-") as tmp:
         for name, scheme in schemes.items():
             s = replace(spec, cv=scheme)
             folds = ensure_folds(data.train, s, Path(tmp) / name)
-            run = cross_validate(s, tset, folds, model, params or {"n_estimators": 200}, root=Path(tmp) / name,
+            run = cross_validate(s, tset, folds, model, params or {}, root=Path(tmp) / name,
                                  n_jobs=n_jobs, save_models=False)
             sc = run.meta["scores"]
-            rows.append({"scheme": name, "splitter": scheme.splitter, "group": scheme.group or "-",
+            rows.append({"scheme": name, "model": model, "splitter": scheme.splitter, "group": scheme.group or "-",
                          "time": scheme.time or "-", "cv": sc["cv"], "std": sc["cv_std"]})
     return rows

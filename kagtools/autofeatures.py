@@ -78,8 +78,10 @@ def column_kinds(X: pd.DataFrame, *, max_categories: int = 50, text_words: float
         elif pd.api.types.is_numeric_dtype(s):
             values = s.dropna().to_numpy()
             integral = pd.api.types.is_integer_dtype(s) or np.all(np.mod(values, 1) == 0)
-            sequential = integral and nunique == n and (np.ptp(values) + 1 == n)
-            kinds[col] = "id" if sequential and n > 20 else "numeric"
+            # Distinct integers packed in a range barely wider than the rows: a row number. (A
+            # fold's training rows of ids 0..N-1 span N values for 0.8 N rows, hence the slack.)
+            dense = integral and nunique == n and np.ptp(values) + 1 <= 1.5 * n
+            kinds[col] = "id" if dense and n > 20 else "numeric"
         elif _parse_dates(s) is not None:
             kinds[col] = "date"
         else:
@@ -91,6 +93,10 @@ def column_kinds(X: pd.DataFrame, *, max_categories: int = 50, text_words: float
             else:
                 kinds[col] = "category" if nunique <= max_categories else "high_card"
     return kinds
+
+
+def _rows(values, idx: np.ndarray):
+    return values.iloc[idx] if isinstance(values, pd.Series) else values[idx]
 
 
 class AutoFeatures(BaseEstimator, TransformerMixin):
@@ -113,7 +119,7 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
     """
 
     def __init__(self, *, max_categories: int = 50, text_words: float = 3.0, smoothing: float = 10.0,
-                 inner_splits: int = 5, max_tfidf_features: int = 20000, seed: int = 0):
+                 inner_splits: int = 5, max_tfidf_features: int = 10000, seed: int = 0):
         self.max_categories = max_categories
         self.text_words = text_words
         self.smoothing = smoothing
@@ -137,48 +143,57 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
                         for c, k in self.kinds_.items() if k == "high_card"}
         Y = target_matrix(y) if y is not None else None
         self.target_cols_ = [c for c, k in self.kinds_.items() if k in ("high_card", "text")]
-        self.encoders_ = {}
+        self.encoders_, self.vectorizers_ = {}, {}
         oof = {}
         if Y is not None and self.target_cols_:
             self.prior_ = Y.mean(axis=0)
             inner = KFold(n_splits=min(self.inner_splits, len(X)), shuffle=True, random_state=self.seed)
             for c in self.target_cols_:
+                values = X[c]
+                if self.kinds_[c] == "text":
+                    # The vocabulary and IDF use no target: fitted once on all the fitted rows.
+                    self.vectorizers_[c] = self._vectorizer().fit(X[c].fillna("").astype(str))
+                    values = self.vectorizers_[c].transform(X[c].fillna("").astype(str))
                 oof[c] = np.zeros((len(X), Y.shape[1]))
                 for tr, va in inner.split(X):
-                    enc = self._fit_encoder(c, X[c].iloc[tr], Y[tr])
-                    oof[c][va] = self._apply_encoder(c, enc, X[c].iloc[va])
-                self.encoders_[c] = self._fit_encoder(c, X[c], Y)
+                    enc = self._fit_encoder(c, _rows(values, tr), Y[tr])
+                    oof[c][va] = self._apply_encoder(c, enc, _rows(values, va))
+                self.encoders_[c] = self._fit_encoder(c, values, Y)
         self.feature_names_ = None
         out = self._features(X, oof)
         self.feature_names_ = list(out.columns)
         return out
 
-    def _fit_encoder(self, col: str, s: pd.Series, Y: np.ndarray) -> Any:
+    def _vectorizer(self):
+        return make_union(
+            TfidfVectorizer(max_features=self.max_tfidf_features, ngram_range=(1, 2), sublinear_tf=True),
+            TfidfVectorizer(max_features=self.max_tfidf_features, analyzer="char_wb", ngram_range=(2, 4),
+                            sublinear_tf=True),
+        )
+
+    def _fit_encoder(self, col: str, values, Y: np.ndarray) -> Any:
+        """A ridge model on TF-IDF (text), or smoothed per-category target means."""
         if self.kinds_[col] == "text":
-            vec = make_union(
-                TfidfVectorizer(max_features=self.max_tfidf_features, ngram_range=(1, 2), sublinear_tf=True),
-                TfidfVectorizer(max_features=self.max_tfidf_features, analyzer="char_wb", ngram_range=(2, 4),
-                                sublinear_tf=True),
-            )
-            text = s.fillna("").astype(str)
-            model = Ridge(alpha=3.0).fit(vec.fit_transform(text), Y)
-            return vec, model
-        frame = pd.DataFrame(Y, index=s.index).groupby(s.astype(str).to_numpy())
+            return Ridge(alpha=3.0).fit(values, Y)
+        frame = pd.DataFrame(Y, index=values.index).groupby(values.astype(str).to_numpy())
         sums, counts = frame.sum(), frame.size()
         return (sums.add(self.smoothing * self.prior_, axis=1)).div(counts + self.smoothing, axis=0)
 
-    def _apply_encoder(self, col: str, enc: Any, s: pd.Series) -> np.ndarray:
+    def _apply_encoder(self, col: str, enc: Any, values) -> np.ndarray:
         if self.kinds_[col] == "text":
-            vec, model = enc
-            pred = model.predict(vec.transform(s.fillna("").astype(str)))
-            return pred.reshape(len(s), -1)
-        table = enc.reindex(s.astype(str).to_numpy())
+            return enc.predict(values).reshape(values.shape[0], -1)
+        table = enc.reindex(values.astype(str).to_numpy())
         return table.fillna(pd.Series(self.prior_, index=enc.columns)).to_numpy(dtype=float)
 
     # -- transforming ----------------------------------------------------------------------------
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         X = pd.DataFrame(X).reset_index(drop=True)
-        encoded = {c: self._apply_encoder(c, enc, X[c]) for c, enc in self.encoders_.items()}
+        encoded = {}
+        for c, enc in self.encoders_.items():
+            values = X[c]
+            if c in self.vectorizers_:
+                values = self.vectorizers_[c].transform(values.fillna("").astype(str))
+            encoded[c] = self._apply_encoder(c, enc, values)
         return self._features(X, encoded)[self.feature_names_]
 
     def _features(self, X: pd.DataFrame, encoded: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -190,14 +205,16 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
                 if col in self.missing_:
                     parts[f"{col}__missing"] = s.isna().astype(float)
             elif kind == "category":
-                values = s.astype("string").astype(object).where(s.notna(), None)
-                parts[col] = pd.Categorical(values, categories=self.categories_[col])
+                values = s.astype("string").astype(object)
+                known = values.isin(self.categories_[col]) & s.notna()  # unseen -> missing
+                parts[col] = pd.Categorical(values.where(known, None), categories=self.categories_[col])
             elif kind == "date":
                 d = _parse_dates(s)
                 if d is None:  # a test column that no longer parses: all missing
                     d = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-                for part in ("year", "month", "day", "dayofweek", "hour"):
-                    parts[f"{col}__{part}"] = getattr(d.dt, part).astype(float)
+                for name, part in (("year", "year"), ("month", "month"), ("day", "day"),
+                                   ("dayofweek", "day_of_week"), ("hour", "hour")):
+                    parts[f"{col}__{name}"] = getattr(d.dt, part).astype(float)
                 parts[f"{col}__time"] = (d - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400.0
             elif kind in ("high_card", "text"):
                 if kind == "high_card":

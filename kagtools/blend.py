@@ -34,8 +34,14 @@ METHODS = tuple(BLENDERS)
 AUTO_METHODS = ("mean", "rank_mean", "geo_mean", "hill_climb", "optimize", "stack_linear", "stack_lgbm")
 
 
+TASKS = ("binary", "multiclass", "regression")
+
+
 def check_compatible(runs: list[Run]) -> None:
     """Refuse runs that were not made on the same folds or do not predict the same columns."""
+    task = runs[0].meta.get("task") if runs else None
+    if task is not None and task not in TASKS:
+        raise KagtoolsError(f"blends support {', '.join(TASKS)} runs, not {task} (run {runs[0].run_id})")
     if len(runs) < 2:
         raise KagtoolsError("a blend needs at least two runs")
     first = runs[0]
@@ -62,7 +68,7 @@ def _scores(spec: CompetitionSpec, level1: Level1, preds: np.ndarray, thresholds
 
 def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, *, root: Path,
           method: str = "hill_climb", features: TrainingSet | None = None, seed: int = 0,
-          level1: Level1 | None = None) -> Run:
+          level1: Level1 | None = None, threshold: bool | None = None) -> Run:
     """Blend ``runs`` with ``method``, fitted within folds, and write the blend as a run.
 
     Parameters
@@ -78,10 +84,17 @@ def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, 
         ``fold_features``).
     level1
         Already aligned predictions of ``runs`` (saves re-reading them across methods).
+    threshold
+        For label metrics of binary tasks: ``True`` tunes the decision threshold within folds,
+        ``False`` keeps 0.5, ``None`` (default) tunes it and keeps it only where the nested
+        score says it helps. The kept threshold is stored in run.json and used by submissions.
     """
+    runs = sorted(runs, key=lambda r: r.run_id)  # the same runs give the same blend, in any order
     check_compatible(runs)
     start = time.perf_counter()
     level1 = level1 or load_level1(runs)
+    if level1.run_ids != [r.run_id for r in runs]:
+        raise KagtoolsError("level1 was not loaded from these runs")
     y_enc, _ = encode_target(spec, y)
     blender = make_blender(method, task=spec.task, metric=spec.metric, seed=seed,
                            fold_features=features.fold_features if features is not None else None)
@@ -95,11 +108,23 @@ def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, 
             if (order < 0).any():
                 raise KagtoolsError("run test ids are not the training set's test ids")
             X_test = features.X_test.iloc[order].reset_index(drop=True)
-    threshold = needs_threshold(spec.metric, spec.task)
-    res = nested_blend(blender, level1, y_enc, ids, metric=spec.metric, threshold=threshold, X=X, X_test=X_test)
-    nested = _scores(spec, level1, res.nested, res.nested_threshold, y_enc, ids)
-    in_sample = _scores(spec, level1, res.in_sample, res.in_sample_threshold, y_enc, ids)
-    scores = {**nested, "nested": nested["cv"], "in_sample": in_sample["cv"], "in_sample_repeats": in_sample["repeats"]}
+    tune = needs_threshold(spec.metric, spec.task) if threshold is None else threshold
+    res = nested_blend(blender, level1, y_enc, ids, metric=spec.metric, threshold=tune, X=X, X_test=X_test)
+    nested = _scores(spec, level1, res.nested, None, y_enc, ids)
+    in_sample = _scores(spec, level1, res.in_sample, None, y_enc, ids)
+    extra: dict[str, Any] = {}
+    if tune:
+        # The threshold is chosen within folds; it is kept only where that beats 0.5 on the
+        # nested score (with None asked: an explicit True always keeps it).
+        tuned = _scores(spec, level1, res.nested, res.nested_threshold, y_enc, ids)
+        extra = {"nested_threshold_0.5": nested["cv"], "nested_threshold_tuned": tuned["cv"]}
+        if threshold or get_metric(spec.metric).better(tuned["cv"], nested["cv"]):
+            nested = tuned
+            in_sample = _scores(spec, level1, res.in_sample, res.in_sample_threshold, y_enc, ids)
+        else:
+            res.threshold = None
+    scores = {**nested, "nested": nested["cv"], "in_sample": in_sample["cv"],
+              "in_sample_repeats": in_sample["repeats"], **extra}
     cols = level1.pred_cols
     oof = pd.concat([level1.keys, pd.DataFrame(res.nested, columns=cols)], axis=1)
     test = None
@@ -140,6 +165,10 @@ def auto_blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Ser
     """
     if methods is None:
         methods = AUTO_METHODS + (("stack_lgbm_features",) if features is not None else ())
+    runs = sorted(runs, key=lambda r: r.run_id)
+    if spec.task not in TASKS:
+        print(f"  blends skipped: {spec.task} tasks are not blended (only {', '.join(TASKS)})", flush=True)
+        return []
     check_compatible(runs)
     level1 = load_level1(runs)
     blends = []
@@ -157,6 +186,7 @@ def plot_blends(spec: CompetitionSpec, runs: list[Run], blends: list[Run], path:
     """A PNG: nested vs in-sample OOF score per method beside the single runs, and the
     weight each blend gives each run."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -172,9 +202,10 @@ def plot_blends(spec: CompetitionSpec, runs: list[Run], blends: list[Run], path:
     ax1.barh(labels, nested, color=["#9aa5b1"] * len(runs) + ["#2b6cb0"] * len(blends), label="OOF (nested for blends)")
     ax1.scatter([b.meta["scores"]["in_sample"] for b in blends], labels[len(runs):], color="#e53e3e", zorder=3,
                 label="in-sample (optimistic)")
-    lo, hi = min(nested + [b.meta["scores"]["in_sample"] for b in blends]), max(nested)
-    pad = (hi - lo) * 0.5 + 1e-3
-    ax1.set_xlim(lo - pad, hi + pad)
+    every = nested + [b.meta["scores"]["in_sample"] for b in blends]
+    pad = (max(every) - min(every)) * 0.15 + 1e-3
+    ax1.set_xlim(min(every) - pad, max(every) + pad)
+    ax1.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
     ax1.invert_yaxis()
     ax1.set_xlabel(f"{metric.name} ({'higher' if metric.greater_is_better else 'lower'} is better)")
     ax1.legend(loc="lower right", fontsize=8)

@@ -71,12 +71,23 @@ def _print_runs(ctx, runs=None, highlight: str | None = None) -> None:
         row["chosen"] = "*" if row["run"] == highlight else ""
         row["cv"] = f"{row['cv']:.4f} +- {row['std']:.4f}"
         row["nested"] = f"{row['nested']:.4f}" if row["nested"] is not None else "-"
+        row["in-sample"] = f"{row['in_sample']:.4f}" if row["in_sample"] is not None else "-"
+        row["weights"] = _weights_text(row["weights"])
         row["seconds"] = f"{row['seconds']:.1f}"
     scheme = ctx.folds.scheme
     print(f"\n{ctx.spec.slug}: {ctx.spec.metric} ({'higher' if _greater(ctx) else 'lower'} is better), "
           f"CV = {scheme['splitter']} {scheme['n_splits']} folds x {scheme['n_repeats']} repeat(s), "
           f"seed {scheme['seed']}" + (f", grouped by {scheme['group']}" if scheme.get("group") else ""))
-    print(format_table(rows, ["chosen", "run", "model", "kind", "cv", "nested", "seconds"]))
+    print(format_table(rows, ["chosen", "run", "model", "kind", "cv", "nested", "in-sample", "seconds", "weights"]))
+
+
+def _weights_text(weights: dict | None, top: int = 3) -> str:
+    """A blend's largest run weights, e.g. ``rf-41bae0b6 .52, lgbm-2ed0b9e8 .31, +2``."""
+    if not weights:
+        return ""
+    ranked = sorted(((w, r) for r, w in weights.items() if w > 0.005), reverse=True)
+    text = ", ".join(f"{r} {w:.2f}".replace(" 0.", " .") for w, r in ranked[:top])
+    return text + (f", +{len(ranked) - top}" if len(ranked) > top else "")
 
 
 def _greater(ctx) -> bool:
@@ -169,7 +180,8 @@ def cmd_submit(args) -> None:
             runs = run_pipeline_models(ctx, profile=args.profile, n_jobs=args.n_jobs)
         if len(runs) > 1:
             tset = ctx.training_set
-            runs.extend(auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports))
+            runs.extend(auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports,
+                                   features=tset))
         best = choose_best(ctx, runs)
     path = make_submission(ctx, best)
     _print_runs(ctx, runs, highlight=best.run_id)

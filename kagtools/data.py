@@ -82,8 +82,11 @@ def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None =
     if "test" in present:
         test_path = root / spec.files["test"]
         test = read_csv(test_path)
-        if spec.options.get("train_ids") == "row_number" and spec.id_col not in test.columns:
-            test.insert(0, spec.id_col, range(1, len(test) + 1))  # Kaggle's 1-based ImageId style
+        numbered = "row_number" in (spec.options.get("test_ids"), spec.options.get("train_ids"))
+        if numbered and spec.id_col not in test.columns:
+            # Test rows without an id column are numbered as Kaggle does (ImageId starts at 1).
+            start = int(spec.options.get("test_id_start", 1))
+            test.insert(0, spec.id_col, range(start, start + len(test)))
         require_columns(test, [spec.id_col], str(test_path))
         _check_unique_ids(test, spec.id_col, test_path)
     if "sample_submission" in present:

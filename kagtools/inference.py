@@ -22,7 +22,7 @@ from kagtools.errors import KagtoolsError
 from kagtools.metrics import DEFAULT_METRICS, get_metric
 from kagtools.spec import TASKS, parse_spec, spec_to_toml
 
-__all__ = ["Inference", "infer_spec", "find_files", "infer_task", "write_inferred_spec"]
+__all__ = ["Inference", "infer_spec", "find_files", "infer_task", "scheme_table", "write_inferred_spec"]
 
 MAX_CLASSES = 30  # an integer target with more distinct values than this is a regression
 
@@ -193,7 +193,8 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
         "files": {k: files[k].name for k in ("train", "test", "sample_submission")},
         "metric": {"name": metric},
         "submission": {"kind": kind, "columns": [str(c) for c in sample.columns],
-                       "dtypes": {str(c): _dtype_name(sample[c]) for c in sample.columns}},
+                       "dtypes": {str(c): _dtype_name(sample[c]) if c == id_col or kind == "labels" else "float64"
+                                  for c in sample.columns}},
     }
     if advise:
         from kagtools.advisor import advise as advise_split
@@ -201,13 +202,21 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
         frame = train if id_col in train.columns else train.assign(**{id_col: np.arange(len(train))})
         advice = advise_split(frame, test, id_col=id_col, target_cols=target_cols, task=task)
         inf.advice = advice
-        spec["cv"] = {k: v for k, v in advice.scheme.as_dict().items() if v is not None}
+        spec["cv"] = scheme_table(advice.scheme)
         inf.reasons += [f"cv: {r}" for r in advice.reasons]
     if options:
         spec["options"] = options
     parse_spec(spec, source=f"inferred spec for {slug}")  # what we write must load
     inf.spec = spec
     return inf
+
+
+def scheme_table(scheme) -> dict[str, Any]:
+    """A CV scheme as the spec's ``[cv]`` table: unset keys and unused bins left out."""
+    table = {k: v for k, v in scheme.as_dict().items() if v is not None}
+    if not scheme.stratify:
+        table.pop("stratify_bins", None)
+    return table
 
 
 def _check_unique(df: pd.DataFrame, col: str, where: str) -> None:
@@ -229,9 +238,9 @@ def _check_sample_ids(sample: pd.DataFrame, test: pd.DataFrame, id_col: str, whe
         missing = ~test[id_col].astype(str).isin(set(ids.astype(str)))
         if missing.any():
             rows = np.flatnonzero(missing.to_numpy())[:3] + 2
+            first = test[id_col][missing].tolist()[0]  # a Python value, not a numpy scalar
             raise KagtoolsError(f"{where['sample_submission']}: {int(missing.sum())} id(s) of {where['test']} are "
-                                f"missing from it (test.csv rows {', '.join(map(str, rows))}, e.g. "
-                                f"{test[id_col][missing].iloc[0]!r})")
+                                f"missing from it (test.csv rows {', '.join(map(str, rows))}, e.g. {first!r})")
         return
     # No id in test.csv: Kaggle then numbers the test rows (Digit Recognizer's ImageId from 1).
     if pd.api.types.is_integer_dtype(ids):

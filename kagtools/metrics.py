@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,8 +105,10 @@ register_metric("qwk", greater_is_better=True, needs="label")(
 def _roc_auc(y, p):
     if y.ndim == 2:  # multi-label: the mean of the per-column AUCs
         return skm.roc_auc_score(y, p, average="macro")
-    if p.ndim == 2 and p.shape[1] > 2:  # multiclass: one-vs-rest, macro
-        return skm.roc_auc_score(y, p, multi_class="ovr", labels=np.arange(p.shape[1]))
+    if p.ndim == 2 and p.shape[1] > 2:
+        # Multiclass: one-vs-rest, macro over the classes present (a fold may lack one).
+        present = [k for k in range(p.shape[1]) if 0 < np.sum(y == k) < len(y)]
+        return float(np.mean([skm.roc_auc_score(y == k, p[:, k]) for k in present]))
     return skm.roc_auc_score(y, _positive(p))
 
 

@@ -23,7 +23,7 @@ from kagtools.data import CompetitionData
 from kagtools.errors import KagtoolsError
 from kagtools.spec import CompetitionSpec
 
-__all__ = ["load_pipeline", "build_training_set", "pipeline_models", "default_features", "DEFAULT_MODELS"]
+__all__ = ["load_pipeline", "build_training_set", "pipeline_models", "default_features", "default_models", "DEFAULT_MODELS"]
 
 # What a competition without a pipeline module trains (on :class:`AutoFeatures`), then blends:
 # a linear model, a forest and a booster make different errors, so their mean usually beats each.
@@ -33,6 +33,13 @@ DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "lgbm": ("lgbm", {"n_estimators": 400, "learning_rate": 0.03, "num_leaves": 31, "min_child_samples": 10,
                       "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0}),
 }
+
+
+def default_models(spec: CompetitionSpec) -> dict[str, tuple[str, dict[str, Any]]]:
+    """:data:`DEFAULT_MODELS` less those that fit one target only, when there are several."""
+    if len(spec.target_cols) > 1:
+        return {k: v for k, v in DEFAULT_MODELS.items() if v[0] != "lgbm"}  # LightGBM fits one label
+    return dict(DEFAULT_MODELS)
 
 
 def load_pipeline(spec: CompetitionSpec) -> ModuleType | None:
@@ -84,7 +91,7 @@ def build_training_set(spec: CompetitionSpec, data: CompetitionData) -> Training
 def pipeline_models(spec: CompetitionSpec, profile: str | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
     module = load_pipeline(spec)
     if module is None:
-        return dict(DEFAULT_MODELS)
+        return default_models(spec)
     profiles = getattr(module, "PROFILES", None)
     if profiles and not profile and hasattr(module, "default_profile"):
         profile = module.default_profile()

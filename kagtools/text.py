@@ -51,7 +51,7 @@ def resolve_model_path(name: str | None) -> str:
     return str(os.path.expanduser(name)) if os.path.isdir(os.path.expanduser(name)) else name
 
 
-def sentence_embeddings(texts: Sequence[str], *, model: str | None = None, batch_size: int = 256,
+def sentence_embeddings(texts: Sequence[str], *, model: str | None = None, batch_size: int = 64,
                         max_length: int = 32, device: str | None = None) -> np.ndarray:
     """L2-normalised mean-pooled embeddings of ``texts`` from a frozen transformers encoder.
 

@@ -17,11 +17,12 @@ at exactly that total. Workers are local processes (joblib) or Dask tasks (``sch
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,16 +46,22 @@ from kagtools.spec import CompetitionSpec
 
 __all__ = [
     "Tuning",
+    "ModelSpace",
     "TuneResult",
     "open_storage",
     "redact_url",
     "parse_space",
     "check_space",
     "make_pruner",
+    "OnLatestValue",
     "FoldObjective",
     "run_workers",
     "summarize",
     "write_reports",
+    "fail_dead_trials",
+    "default_storage",
+    "default_study_name",
+    "tune",
     "PRUNERS",
 ]
 
@@ -62,7 +69,7 @@ PRUNERS = ("median", "halving", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Inside-fold LightGBM reports take steps 0..n_estimators-1; fold reports come after them.
 FOLD_STEP_OFFSET = 1_000_000
-LGBM_REPORT_INTERVAL = 10
+LGBM_REPORT_INTERVAL = 25  # each report is a storage write
 
 
 # ---------------------------------------------------------------------------------------- storage
@@ -76,6 +83,18 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a URL we cannot parse is reported by open_storage
         return url.split("://", 1)[0] + "://***"
+
+
+def _postgres_driver(url: str) -> str:
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; use psycopg2 where only it is there.
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return url
+    import importlib.util
+
+    driver = "psycopg" if importlib.util.find_spec("psycopg") or not importlib.util.find_spec("psycopg2") \
+        else "psycopg2"
+    return f"postgresql+{driver}://{rest}"
 
 
 def open_storage(url: str, *, heartbeat_interval: int | None = 10,
@@ -103,20 +122,30 @@ def open_storage(url: str, *, heartbeat_interval: int | None = 10,
             raise KagtoolsError(f"cannot open the Optuna journal {path}: {exc.strerror or exc}") from None
     import sqlalchemy.exc
 
+    given, url = url, _postgres_driver(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": 60}  # several local workers share one file
     elif url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}  # fail fast on a dead host
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                              heartbeat_interval=heartbeat_interval,
-                                              grace_period=grace_period)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise KagtoolsError(f"cannot open the Optuna storage {redact_url(url)}: {reason}") from None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                  heartbeat_interval=heartbeat_interval,
+                                                  grace_period=grace_period)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            # Workers starting together on a new database race to create Optuna's tables.
+            if attempt == 2:
+                error: Exception = exc
+                break
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            error = exc
+            break
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    raise KagtoolsError(f"cannot open the Optuna storage {redact_url(given)}: {reason}") from None
 
 
 # ------------------------------------------------------------------------------------ search space
@@ -147,18 +176,39 @@ def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: dict[str, Any]) -> 
     return trial.suggest_float(name, float(low), float(high), step=dist.get("step"), log=dist.get("log", False))
 
 
-def _space_fn(model: str, overrides: dict[str, dict[str, Any]]) -> SpaceFn:
-    cls = get_model_class(model)
-    declared = getattr(cls, "search_space", None)
-    if declared is None and not overrides:
-        raise KagtoolsError(f"model '{model}' declares no search space; pass one with --space")
+class _Skipping:
+    """A trial that does not sample the names in ``skip`` (replaced or held fixed), so the
+    declared space never registers a distribution the study will not use."""
 
-    def space(trial):
-        params = {k: v for k, v in (declared(trial) if declared else {}).items() if k not in overrides}
-        params.update({name: _suggest(trial, name, dist) for name, dist in overrides.items()})
+    def __init__(self, trial: optuna.trial.BaseTrial, skip: set[str]):
+        self._trial, self._skip = trial, skip
+
+    def __getattr__(self, attr: str):
+        method = getattr(self._trial, attr)
+        if not attr.startswith("suggest_"):
+            return method
+        return lambda name, *args, **kwargs: None if name in self._skip else method(name, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class ModelSpace:
+    """A model's declared ``search_space`` with user entries replacing or adding to it and the
+    names held fixed left out (picklable, so workers in other processes can sample it)."""
+
+    model: str
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        declared = getattr(get_model_class(self.model), "search_space", None)
+        if declared is None and not self.overrides:
+            raise KagtoolsError(f"model '{self.model}' declares no search space; pass one with --space")
+        skip = {*self.overrides, *self.exclude}
+        params = {k: v for k, v in (declared(_Skipping(trial, skip)) if declared else {}).items()
+                  if k not in skip}
+        params.update({name: _suggest(trial, name, dist) for name, dist in self.overrides.items()
+                       if name not in self.exclude})
         return params
-
-    return space
 
 
 def check_space(model: str, space: SpaceFn, fixed: dict[str, Any]) -> list[str]:
@@ -178,11 +228,36 @@ def check_space(model: str, space: SpaceFn, fixed: dict[str, Any]) -> list[str]:
     return names
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
+class OnLatestValue(optuna.pruners.BasePruner):
+    """Let ``pruner`` judge a trial by its latest report rather than its best one so far.
+
+    Optuna's percentile pruners compare a trial's *best* intermediate value with the others'
+    values at the same step; for a running mean over folds that keeps a trial with one lucky
+    first fold alive however far behind it falls afterwards.
+    """
+
+    def __init__(self, pruner: optuna.pruners.BasePruner):
+        self._pruner = pruner
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        latest = copy.copy(trial)
+        latest.intermediate_values = {step: trial.intermediate_values[step]}
+        return self._pruner.prune(study, latest)
+
+
+def make_pruner(name: str, *, in_fold: bool = False) -> optuna.pruners.BasePruner:
     """``median``: prune below the median of earlier trials at the same step (after 5 trials);
-    ``halving``: asynchronous successive halving over folds; ``none``: never prune."""
+    ``halving``: asynchronous successive halving over folds; ``none``: never prune.
+
+    With ``in_fold`` (LightGBM reporting inside the first fold) the median pruner waits for
+    the first reports of a fold before it prunes on them.
+    """
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2 * LGBM_REPORT_INTERVAL)
+        warmup = 2 * LGBM_REPORT_INTERVAL if in_fold else 0
+        return OnLatestValue(optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup))
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "none":
@@ -244,6 +319,14 @@ class FoldObjective:
     n_trials: int | None = None
     lgbm_pruning: bool = True
 
+    @property
+    def in_fold(self) -> bool:
+        """Whether LightGBM reports its validation loss inside the first fold."""
+        from kagtools.models.tabular import LightGBM
+
+        return bool(self.lgbm_pruning and _lgbm_metric(self.spec.task)
+                    and issubclass(get_model_class(self.model), LightGBM))
+
     def params(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         return {**self.fixed, **self.space(trial)}
 
@@ -259,8 +342,7 @@ class FoldObjective:
         if "seed" in base.get_params():
             fixed["seed"] = seed
         base.set_params(**fixed)
-        in_fold = self.lgbm_pruning and _lgbm_metric(self.spec.task) and "callbacks" in base.get_params() \
-            and type(base).__module__ == "kagtools.models.tabular" and type(base).__name__ == "LightGBM"
+        in_fold = self.in_fold
         offset = FOLD_STEP_OFFSET if in_fold else 0
         splits = list(self.folds.splits(self.data.ids))
         parts, fold_scores = [], []
@@ -273,7 +355,10 @@ class FoldObjective:
                 view = _MinimisingView(trial, metric.greater_is_better)
                 model.set_params(callbacks=[LightGBMPruningCallback(
                     view, _lgbm_metric(self.spec.task), report_interval=LGBM_REPORT_INTERVAL)])
-            _, pred, _, _ = _fit_fold(model, self.data.fold_features, self.data.X, y_enc, None, tr, va)
+            with warnings.catch_warnings():
+                # LightGBM >= 4.7 prefers eval_X/eval_y to the eval_set the model passes.
+                warnings.filterwarnings("ignore", message=".*'eval_set' is deprecated")
+                _, pred, _, _ = _fit_fold(model, self.data.fold_features, self.data.X, y_enc, None, tr, va)
             fold_scores.append(metric(y_enc[va], pred))
             part = pd.DataFrame(pred.reshape(len(pred), -1), columns=cols)
             part.insert(0, "fold", f)
@@ -320,7 +405,8 @@ class Tuning:
         storage = open_storage(self.storage, heartbeat_interval=self.heartbeat_interval,
                                grace_period=self.grace_period)
         return optuna.create_study(storage=storage, study_name=self.study_name, direction=self.direction,
-                                   sampler=sampler, pruner=make_pruner(self.pruner), load_if_exists=True)
+                                   sampler=sampler, load_if_exists=True,
+                                   pruner=make_pruner(self.pruner, in_fold=self.objective.in_fold))
 
 
 def _counts(study: optuna.Study) -> dict[TrialState, int]:
@@ -491,17 +577,82 @@ def write_reports(study: optuna.Study, reports: Path, model: str, *, max_contour
     return [html, *written]
 
 
-def study_trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """The study's trials as a table (number, state, value, params)."""
-    return study.trials_dataframe(attrs=("number", "state", "value", "params"))
+# ------------------------------------------------------------------------------------ the flow
+def default_storage(ctx) -> str:
+    """The embedded default: a SQLite file beside the competition's runs."""
+    ctx.root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(ctx.root / 'optuna.db').resolve()}"
 
 
-def save_tuned(path: Path, result: TuneResult, model: str, extra: dict[str, Any] | None = None) -> Path:
-    """Write the best parameters where ``kagtools cv``/``submit`` look for them."""
-    return write_json(path, result.as_json(model, extra))
+def default_study_name(ctx, model: str) -> str:
+    """One study per model, features and folds: scores on other folds are not comparable."""
+    return f"{ctx.spec.slug}-{model}-{ctx.training_set.name}-{ctx.folds.hash}"
 
 
-@contextlib.contextmanager
-def _timer() -> Iterator[Callable[[], float]]:
+def _pipeline_params(ctx, model: str) -> dict[str, Any]:
+    from kagtools.pipeline import pipeline_models
+
+    for registered, params in pipeline_models(ctx.spec).values():
+        if registered == model:
+            return dict(params)
+    return {}
+
+
+def tune(ctx, model: str, *, n_trials: int = 50, timeout: float | None = None, storage: str | None = None,
+         study_name: str | None = None, n_jobs: int = 1, scheduler: str | None = None,
+         pruner: str = "median", seed: int | None = None, params: dict[str, Any] | None = None,
+         space: dict[str, Any] | None = None, run_best: bool = True, reports: bool = True,
+         heartbeat_interval: int | None = 10, grace_period: int | None = 30):
+    """Tune ``model`` on the competition of ``ctx``; save the best parameters, run them, plot.
+
+    Parameters
+    ----------
+    ctx : kagtools.workflow.Context
+    model : str
+        A registered model with a ``search_space`` (or ``space`` given).
+    n_trials : int
+        The study's target of finished trials; a rerun continues up to it.
+    params : dict, optional
+        Parameters held fixed (they override the pipeline's and leave the search space).
+    space : dict, optional
+        Search-space entries replacing or adding to the model's (see :func:`parse_space`).
+
+    Returns
+    -------
+    (TuneResult, Run or None, list of report paths)
+    """
+    from kagtools.scale import scheduler_context
+    from kagtools.workflow import run_model, tuned_params_path
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # kagtools prints its own summary
+    user = dict(params or {})
+    fixed = {**_pipeline_params(ctx, model), **user}
+    space_fn = ModelSpace(model, parse_space(space), exclude=tuple(user))
+    check_space(model, space_fn, fixed)
+    if n_trials < 1:
+        raise KagtoolsError(f"--trials must be at least 1, got {n_trials}")
+    seed = ctx.spec.cv.seed if seed is None else seed
+    metric = get_metric(ctx.spec.metric)
+    tuning = Tuning(
+        objective=FoldObjective(ctx.spec, ctx.training_set, ctx.folds, model, space_fn, fixed=fixed,
+                                seed=seed, n_trials=n_trials, lgbm_pruning=pruner == "median"),
+        storage=storage or default_storage(ctx), study_name=study_name or default_study_name(ctx, model),
+        direction="maximize" if metric.greater_is_better else "minimize", n_trials=n_trials,
+        timeout=timeout, pruner=pruner, seed=seed, heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period)
+    make_pruner(pruner)
+    study = tuning.open_study()  # one clear error for a bad storage before any worker starts
     start = time.perf_counter()
-    yield lambda: time.perf_counter() - start
+    run_workers(tuning, n_jobs=n_jobs, scheduler=scheduler)
+    result = summarize(study, tuning, time.perf_counter() - start)
+    info = {"study": tuning.study_name, "storage": redact_url(tuning.storage), "trial": result.best_trial,
+            "value": result.best_value}
+    run = None
+    if run_best:
+        with scheduler_context(scheduler):
+            run = run_model(ctx, model, result.params, n_jobs=n_jobs, seed=seed, extra_meta={"tuning": info})
+    write_json(tuned_params_path(ctx, model), result.as_json(model, {
+        "metric": metric.name, "direction": tuning.direction, "folds_hash": ctx.folds.hash,
+        "features": ctx.training_set.name, "run_id": run.run_id if run else None}))
+    paths = write_reports(study, ctx.reports, model) if reports else []
+    return result, run, paths

@@ -133,6 +133,7 @@ def leaderboard(ctx: Context, runs: list[Run] | None = None) -> list[dict[str, A
         rows.append({
             "run": r.run_id, "model": r.meta.get("model"), "kind": r.meta.get("kind", "cv"),
             "cv": s["cv"], "std": s.get("cv_std", 0.0), "nested": s.get("nested"),
+            "in_sample": s.get("in_sample"), "weights": r.meta.get("weights"),
             "seconds": r.meta.get("wall_seconds", 0.0),
         })
     rows.sort(key=lambda row: -metric.sign() * (row["nested"] if row["nested"] is not None else row["cv"]))

@@ -209,3 +209,58 @@ def test_metric_is_reported_per_epoch():
                       metric_fn=lambda out, t: (out.argmax(1) == t).mean())
     hist = learner.fit_one_cycle(_loader(X, y, 16), 3, 0.1, valid_loader=_loader(X, y, 64))
     assert hist[-1]["metric"] > 0.9
+
+
+# ----------------------------------------------------------------------------- vision helpers
+
+
+def test_label_smoothing_and_mixup_change_the_loss_as_expected():
+    from kagtools.dl.vision import classification_loss, mixup_fn
+
+    logits = torch.tensor([[8.0, 0.0, 0.0], [0.0, 8.0, 0.0]])
+    y = torch.tensor([0, 1])
+    plain, smooth = classification_loss(0.0, False)(logits, y), classification_loss(0.2, False)(logits, y)
+    assert smooth > plain + 0.5  # a confident right answer is penalised by smoothing
+    uniform = torch.zeros(2, 3)
+    torch.testing.assert_close(classification_loss(0.2, False)(uniform, y), classification_loss(0.0, False)(uniform, y))
+
+    seed_everything(0)
+    mix = mixup_fn(4, mixup=0.4)
+    x = torch.rand(6, 1, 4, 4)
+    yy = torch.tensor([0, 1, 2, 3, 0, 1])
+    xm, ym = mix(x.clone(), yy)
+    lam = float(ym[0, 0])  # sample 0 (class 0) is mixed with the last sample (class 1)
+    torch.testing.assert_close(xm, lam * x + (1 - lam) * x.flip(0))
+    out = torch.randn(6, 4)
+    mixed_loss = classification_loss(0.0, True)(out, ym)
+    expected = lam * nn.functional.cross_entropy(out, yy) + (1 - lam) * nn.functional.cross_entropy(out, yy.flip(0))
+    torch.testing.assert_close(mixed_loss, expected)
+    assert mixup_fn(4) is None
+
+
+def test_tta_averages_softmax_over_views_and_identity_first():
+    from kagtools.dl.vision import affine_resample, softmax, tta_predict, tta_thetas
+
+    views = tta_thetas(4, flip=True)
+    torch.testing.assert_close(views[0], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
+    seed_everything(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
+    learner = Learner(net, nn.CrossEntropyLoss(), progress=False)
+    images = torch.randint(0, 256, (10, 3, 12, 12), dtype=torch.uint8)
+    loader = DataLoader(TensorDataset(images), batch_size=4, collate_fn=lambda b: torch.stack([r[0] for r in b]))
+    got = tta_predict(learner, loader, 8, views, softmax)
+    with torch.no_grad():
+        each = [torch.softmax(net(affine_resample(images, v.expand(10, 2, 3), 8)), 1).numpy() for v in views]
+    np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+    # A horizontally flipped view is the mirror image.
+    flipped = affine_resample(images, views[1].expand(10, 2, 3), 12)
+    np.testing.assert_allclose(flipped.numpy(), (images.float() / 255).flip(-1).numpy(), atol=1e-6)
+
+
+def test_augment_batch_shapes_and_range():
+    from kagtools.dl.vision import AugmentConfig, augment_batch
+
+    x = torch.randint(0, 256, (5, 3, 40, 40), dtype=torch.uint8)
+    out = augment_batch(x, 32, AugmentConfig(), generator=torch.Generator().manual_seed(0))
+    assert out.shape == (5, 3, 32, 32) and out.dtype == torch.float32
+    assert 0 <= float(out.min()) and float(out.max()) <= 1

@@ -22,6 +22,8 @@ def _init_options(p) -> None:
     p.add_argument("--submission", dest="kind", choices=["labels", "probabilities", "values"],
                    help="what the submission holds")
     p.add_argument("--group", help="keep rows sharing this column's value in one fold")
+    p.add_argument("--n-splits", type=int, help="folds (default 5)")
+    p.add_argument("--n-repeats", type=int, help="repeats of the split (default 3 under 2000 rows, else 1)")
     p.add_argument("--train", help="the training CSV's name (default: train.csv)")
     p.add_argument("--test", help="the test CSV's name (default: test.csv)")
     p.add_argument("--sample", help="the sample submission's name (default: the CSV of id plus targets)")
@@ -31,7 +33,7 @@ def _init_options(p) -> None:
 @command("init", "infer competitions/<slug>.toml from train, test and sample submission")
 @options(_init_options)
 def cmd_init(args) -> None:
-    from kagtools.inference import infer_spec, write_inferred_spec
+    from kagtools.inference import infer_spec, scheme_table, write_inferred_spec
     from kagtools.kaggle_env import default_workdir, resolve_data_dir
 
     workdir = Path(args.workdir) if args.workdir else default_workdir()
@@ -48,8 +50,12 @@ def cmd_init(args) -> None:
         data = _read(data_dir, inf.spec)
         inf.advice = advise(data[0], data[1], id_col=inf.spec["id_col"], target_cols=inf.spec["target_cols"],
                             task=inf.spec["task"], group=args.group)
-        inf.spec["cv"] = {k: v for k, v in inf.advice.scheme.as_dict().items() if v is not None}
+        inf.spec["cv"] = scheme_table(inf.advice.scheme)
         inf.reasons += [f"cv: {r}" for r in inf.advice.reasons]
+    for key in ("n_splits", "n_repeats"):
+        if getattr(args, key):
+            inf.spec["cv"][key] = getattr(args, key)
+            inf.reasons.append(f"cv: {key} {getattr(args, key)} (given)")
     print(f"{args.slug}: inferred from {data_dir}")
     print("\n".join(f"  {r}" for r in inf.reasons))
     write_inferred_spec(inf, path)
@@ -68,7 +74,7 @@ def _folds_options(p) -> None:
     p.add_argument("--explain", action="store_true",
                    help="run the split advisor: groups, time order, imbalance, train/test drift")
     p.add_argument("--compare", action="store_true",
-                   help="CV of one LightGBM under the naive and the spec's split")
+                   help="CV of one model (LightGBM) under the naive and the spec's split")
     p.add_argument("--n-jobs", type=int, default=-1)
 
 
@@ -101,11 +107,15 @@ def cmd_folds(args) -> None:
     if args.compare:
         from kagtools.advisor import compare_schemes, naive_scheme
 
-        schemes = {"naive": naive_scheme(spec), "spec": spec.cv}
-        proposed = replace(advice.scheme, n_repeats=s.n_repeats)
-        if proposed not in schemes.values():
-            schemes["advisor"] = proposed
+        schemes = {}
+        for name, scheme in (("naive", naive_scheme(spec)), ("spec", spec.cv),
+                             ("advisor", replace(advice.scheme, n_repeats=s.n_repeats))):
+            same = [k for k, v in schemes.items() if v == scheme]
+            if same:  # one run per distinct split, named by all it stands for
+                schemes[f"{same[0]} = {name}"] = schemes.pop(same[0])
+            else:
+                schemes[name] = scheme
         rows = compare_schemes(spec, ctx.data, schemes, n_jobs=args.n_jobs)
-        print(f"\nlgbm CV ({spec.metric}) under each split; a naive score above the spec's is optimism that the "
-              "spec's split removes:")
-        print(format_table(rows, ["scheme", "splitter", "group", "time", "cv", "std"]))
+        print(f"\nCV ({spec.metric}) of one model under each split; a naive score better than the spec's is "
+              "optimism that the spec's split removes:")
+        print(format_table(rows, ["scheme", "model", "splitter", "group", "time", "cv", "std"]))

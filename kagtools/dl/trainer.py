@@ -309,12 +309,15 @@ class Learner:
         (timm's ``Mixup`` fits here).
     clip_grad : float, optional
         Clip the gradient norm to this value.
+    bn_eval : bool
+        Keep every batch norm in eval mode while training (the pretrained running statistics):
+        for tiny datasets and small batches, whose batch statistics would wreck them.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, *, device: str | torch.device | None = None,
                  amp: bool = True, grad_accum: int = 1, metric_fn: Callable | None = None,
                  callbacks: Sequence[Callback] = (), progress: bool = True,
-                 batch_tfm: Callable | None = None, clip_grad: float | None = None):
+                 batch_tfm: Callable | None = None, clip_grad: float | None = None, bn_eval: bool = False):
         if grad_accum < 1:
             raise ValueError("grad_accum must be >= 1")
         self.device = get_device(device)
@@ -326,6 +329,7 @@ class Learner:
         self.progress = progress
         self.batch_tfm = batch_tfm
         self.clip_grad = clip_grad
+        self.bn_eval = bn_eval
         self.amp_dtype = self._amp_dtype(amp)
         self.history: list[dict[str, Any]] = []
         self.lr_trace: list[float] = []  # the first group's rate at every optimiser step (last fit)
@@ -374,9 +378,11 @@ class Learner:
         """
         opt = self._optimizer(lr_max, wd, param_groups)
         steps_per_epoch = math.ceil(len(train_loader) / self.grad_accum)
+        # OneCycleLR needs a warm-up and an annealing phase of at least one step each.
+        total = max(epochs * steps_per_epoch, 4)
+        pct = min(max(pct_start, 2 / total), 1 - 1 / total)
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=[g["lr"] for g in opt.param_groups], epochs=epochs,
-            steps_per_epoch=steps_per_epoch, pct_start=pct_start)
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=pct)
         scaler = self._scaler()
         cbs = sorted([*self.callbacks, *callbacks], key=lambda c: c.order)
         history: list[dict[str, Any]] = []
@@ -391,7 +397,7 @@ class Learner:
         try:
             for epoch in range(epochs):
                 start = time.perf_counter()
-                self.model.train()
+                self._train_mode()
                 total, count = 0.0, 0
                 opt.zero_grad(set_to_none=True)
                 batches = self._bar(train_loader, f"epoch {epoch + 1}/{epochs}")
@@ -438,22 +444,32 @@ class Learner:
                                 valid_loss=last.get("valid_loss"), metric=last.get("metric")))
         return history
 
+    def _train_mode(self) -> None:
+        # A normalisation layer whose parameters are all frozen keeps its running statistics too
+        # (eval mode): small batches would otherwise drift a pretrained body's statistics.
+        self.model.train()
+        for m in self.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and (self.bn_eval or (
+                    m.affine and not any(p.requires_grad for p in m.parameters()))):
+                m.eval()
+
     def fine_tune(self, train_loader: Iterable, epochs: int, base_lr: float, *,
                   layer_groups: Sequence[Sequence[nn.Parameter]], head: nn.Module,
                   freeze_epochs: int = 1, lr_mult: float = 100.0, valid_loader: Iterable | None = None,
-                  wd: float = 0.01, pct_start: float = 0.25) -> list[dict[str, Any]]:
+                  wd: float = 0.01, pct_start: float = 0.25, train_bn: bool = True) -> list[dict[str, Any]]:
         """fastai's ``fine_tune``: train the head with the body frozen, then everything.
 
         ``freeze_epochs`` one-cycle epochs at ``base_lr`` with only ``head`` (and normalisation
         layers) trainable, then ``epochs`` epochs with all layers trainable and discriminative
         rates: ``layer_groups`` (body first, head last) get peak rates spaced geometrically from
-        ``base_lr / 2 / lr_mult`` to ``base_lr / 2``.
+        ``base_lr / 2 / lr_mult`` to ``base_lr / 2``. ``train_bn=False`` also freezes the body's
+        batch norms (weights and running statistics) while frozen: better for tiny datasets.
         """
         history: list[dict[str, Any]] = []
         if freeze_epochs > 0:
-            freeze_body(self.model, head)
+            freeze_body(self.model, head, train_bn=train_bn)
             history += self.fit_one_cycle(train_loader, freeze_epochs, base_lr, valid_loader=valid_loader,
-                                          wd=wd, pct_start=0.99)
+                                          wd=wd, pct_start=pct_start)
         set_trainable(self.model, True)
         if epochs > 0:
             top = base_lr / 2

@@ -117,6 +117,8 @@ class HillClimbBlender(Blender):
 
     Starts from the best single run; each step adds the run (again, possibly) whose addition
     scores best; keeps the best prefix of ``n_iter`` steps. Weights are selection counts.
+    Ties on the metric (frequent with accuracy) go to the candidate with the better log loss
+    (RMSE for regression), so the choice does not depend on the order of the runs.
     """
 
     def __init__(self, *, task: str = "binary", metric: str = "accuracy", n_iter: int = 25):
@@ -125,18 +127,17 @@ class HillClimbBlender(Blender):
         self.n_iter = n_iter
 
     def fit(self, P, y, X=None):
-        sign = get_metric(self.metric).sign()
         m = P.shape[0]
-        scores = batch_score(self.metric, y, P) * sign
+        scores = self._score(y, P)
         counts = np.zeros(m, dtype=int)
-        first = int(np.argmax(scores))
+        first = self._pick(y, P, scores)
         counts[first] = 1
         total = P[first].copy()
         best_score, best_counts = scores[first], counts.copy()
         for step in range(2, self.n_iter + 1):
             cand = (total[None] + P) / step
-            s = batch_score(self.metric, y, cand) * sign
-            j = int(np.argmax(s))
+            s = self._score(y, cand)
+            j = self._pick(y, cand, s)
             counts[j] += 1
             total += P[j]
             if s[j] > best_score + 1e-12:
@@ -144,6 +145,16 @@ class HillClimbBlender(Blender):
         self.counts_ = best_counts
         self.weights_ = best_counts / best_counts.sum()
         return self
+
+    def _score(self, y, C) -> np.ndarray:
+        return batch_score(self.metric, y, C) * get_metric(self.metric).sign()
+
+    def _pick(self, y, C, scores) -> int:
+        tied = np.flatnonzero(scores >= scores.max() - 1e-12)
+        if len(tied) == 1:
+            return int(tied[0])
+        smooth = batch_score("rmse" if self.task == "regression" else "log_loss", y, C[tied])
+        return int(tied[np.argmin(smooth)])
 
 
 class OptimizedBlender(Blender):
@@ -157,9 +168,10 @@ class OptimizedBlender(Blender):
     def fit(self, P, y, X=None):
         m = P.shape[0]
         if self.task == "regression":
-            self.weights_, _ = nnls(P[:, :, 0].T, np.asarray(y, dtype=float))
-            if not self.weights_.any():
-                self.weights_ = np.full(m, 1 / m)
+            self.coef_, _ = nnls(P[:, :, 0].T, np.asarray(y, dtype=float))
+            if not self.coef_.any():
+                self.coef_ = np.full(m, 1 / m)
+            self.weights_ = self.coef_ / self.coef_.sum()
             return self
         Q = P if P.shape[2] > 1 else np.concatenate([1 - P, P], axis=2)
         truth = np.take_along_axis(Q, np.asarray(y, dtype=int)[None, :, None], axis=2)[:, :, 0]  # m x n
@@ -171,8 +183,11 @@ class OptimizedBlender(Blender):
         res = minimize(loss, np.full(m, 1 / m), jac=True, method="SLSQP", bounds=[(0, 1)] * m,
                        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1, "jac": lambda w: np.ones(m)}])
         w = np.clip(res.x, 0, None)
-        self.weights_ = w / w.sum()
+        self.weights_ = self.coef_ = w / w.sum()
         return self
+
+    def predict(self, P, X=None):
+        return np.tensordot(self.coef_, P, axes=1)
 
 
 def _stack_frame(P: np.ndarray, task: str, X: pd.DataFrame | None = None) -> pd.DataFrame:

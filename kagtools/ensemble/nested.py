@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 
 from kagtools.ensemble.blenders import Blender
 from kagtools.ensemble.scoring import best_threshold
@@ -89,6 +90,12 @@ def nested_blend(blender: Blender, level1: Level1, y_enc: np.ndarray, ids: pd.Se
     ``X_test``, when given, are the original features in the order of ``ids`` and of
     ``level1.test_ids``.
     """
+    # Level-2 problems are small: BLAS threads only add contention (10-30x slower when loaded).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _nested_blend(blender, level1, y_enc, ids, metric=metric, threshold=threshold, X=X, X_test=X_test)
+
+
+def _nested_blend(blender, level1, y_enc, ids, *, metric, threshold, X, X_test) -> NestedBlend:
     keys = level1.keys
     pos_all = pd.Index(ids).get_indexer(keys["id"])
     if (pos_all < 0).any():

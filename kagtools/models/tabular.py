@@ -244,7 +244,8 @@ class LightGBM(TabularModel):
         kwargs = {}
         if X_valid is not None and self.callbacks:
             # Validation rows feed callbacks (e.g. Optuna pruning) only, never early stopping.
-            kwargs = {"eval_set": [(self._align(X_valid), np.asarray(y_valid))], "callbacks": self.callbacks}
+            kwargs = {"eval_X": (self._align(X_valid),), "eval_y": (np.asarray(y_valid),),
+                      "callbacks": self.callbacks}
         self.estimator_.fit(X, np.asarray(y), **kwargs)
         if self.is_classifier:
             self.classes_ = self.estimator_.classes_
@@ -266,8 +267,8 @@ class LightGBM(TabularModel):
     @staticmethod
     def search_space(trial):
         return {
-            "n_estimators": trial.suggest_int("n_estimators", 50, 1000, log=True),
-            "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.3, log=True),
+            "n_estimators": trial.suggest_int("n_estimators", 30, 600, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
             "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
             "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),

@@ -14,12 +14,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.base import BaseEstimator
+from torch import nn
 
 from kagtools.models import register_model
 from kagtools.models.tabular import LightGBM
 
-__all__ = ["CrossEncoderRegressor", "SimilarityLGBM", "pair_texts"]
+__all__ = ["CrossEncoderRegressor", "MeanPoolRegressor", "SimilarityLGBM", "pair_texts"]
 
 
 def pair_texts(X: pd.DataFrame, cols: Sequence[str], sep: str) -> list[str]:
@@ -80,26 +82,22 @@ class SimilarityLGBM(BaseEstimator):
         return LightGBM.search_space(trial)
 
 
-def _make_net(path: str, dropout: float):
-    """A transformers encoder with a mean-pooled linear head returning one logit per row."""
-    import torch
-    from torch import nn
-    from transformers import AutoModel
+class MeanPoolRegressor(nn.Module):
+    """A transformers encoder with a mean-pooled linear head: one logit per row."""
 
-    class MeanPoolRegressor(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone = AutoModel.from_pretrained(path)
-            self.dropout = nn.Dropout(dropout)
-            self.head = nn.Linear(self.backbone.config.hidden_size, 1)
+    def __init__(self, path: str, dropout: float = 0.1):
+        super().__init__()
+        from transformers import AutoModel
 
-        def forward(self, input_ids, attention_mask, **kwargs) -> torch.Tensor:
-            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            return self.head(self.dropout(pooled)).squeeze(-1)
+        self.backbone = AutoModel.from_pretrained(path)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.backbone.config.hidden_size, 1)
 
-    return MeanPoolRegressor()
+    def forward(self, input_ids, attention_mask, **kwargs) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(self.dropout(pooled)).squeeze(-1)
 
 
 def _layer_groups(net) -> list[list]:
@@ -181,7 +179,6 @@ class CrossEncoderRegressor(BaseEstimator):
         return pair_texts(X, self.text_cols, self.tokenizer_.sep_token or "[SEP]")
 
     def _loader(self, texts: list[str], y: np.ndarray | None, *, shuffle: bool):
-        import torch
         from torch.utils.data import DataLoader
 
         tok, max_length = self.tokenizer_, self.max_length_
@@ -206,7 +203,6 @@ class CrossEncoderRegressor(BaseEstimator):
     # -------------------------------------------------------------------- fit / predict
 
     def fit(self, X, y, X_valid=None, y_valid=None):
-        import torch
         from transformers import AutoTokenizer
 
         from kagtools.dl.trainer import BestCheckpoint, EarlyStopping, Learner, seed_everything
@@ -228,18 +224,21 @@ class CrossEncoderRegressor(BaseEstimator):
         if self.patience > 0:
             train_idx, hold_idx = self._holdout(X)
             callbacks = [BestCheckpoint(), EarlyStopping(patience=self.patience)]
-        net = _make_net(path, self.dropout)
+        net = MeanPoolRegressor(path, self.dropout)
         groups = _layer_groups(net)
         n = len(groups)
         param_groups = [(g, self.lr * self.layer_decay ** (n - 1 - i)) for i, g in enumerate(groups)]
-        self.learner_ = Learner(net, torch.nn.BCEWithLogitsLoss(), device=self.device, amp=self.amp,
-                                grad_accum=self.grad_accum, callbacks=callbacks)
+        learner = Learner(net, nn.BCEWithLogitsLoss(), device=self.device, amp=self.amp,
+                          grad_accum=self.grad_accum, callbacks=callbacks, progress=True)
         train_dl = self._loader([texts[i] for i in train_idx], y[train_idx], shuffle=True)
         hold_dl = (self._loader([texts[i] for i in hold_idx], y[hold_idx], shuffle=False)
                    if hold_idx is not None else None)
-        self.history_ = self.learner_.fit_one_cycle(train_dl, self.epochs, self.lr, valid_loader=hold_dl,
+        self.history_ = learner.fit_one_cycle(train_dl, self.epochs, self.lr, valid_loader=hold_dl,
                                                     wd=self.weight_decay, pct_start=self.pct_start,
                                                     param_groups=param_groups)
+        # Keep the trained network and the schedule, not the learner (its callbacks may hold
+        # copies of the weights): the fitted estimator pickles with the fold's run.
+        self.model_, self.lr_trace_ = learner.model, list(learner.lr_trace)
         return self
 
     def _holdout(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -254,7 +253,10 @@ class CrossEncoderRegressor(BaseEstimator):
     def predict(self, X) -> np.ndarray:
         texts = self._texts(X.reset_index(drop=True))
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
-        logits = self.learner_.predict(self._loader([texts[i] for i in order], None, shuffle=False))
+        from kagtools.dl.trainer import Learner
+
+        learner = Learner(self.model_, nn.BCEWithLogitsLoss(), device=self.device, amp=self.amp, progress=False)
+        logits = learner.predict(self._loader([texts[i] for i in order], None, shuffle=False))
         out = np.empty(len(texts), dtype=float)
         out[order] = 1.0 / (1.0 + np.exp(-logits.astype(float)))
         return out

@@ -1,0 +1,56 @@
+"""Bagging: the averaged run is the mean of its bags; bootstrap samples rows with replacement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from kagtools.bagging import Bootstrap, bagged_cv
+from kagtools.cv import cross_validate
+from kagtools.errors import KagtoolsError
+
+
+def _xy(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    return X, (X["a"] + 0.5 * rng.normal(size=n) > 0).astype(int).to_numpy()
+
+
+def test_bootstrap_model_fits_a_resample_and_follows_the_seed():
+    X, y = _xy()
+    m = Bootstrap(model="rf", params={"n_estimators": 20}, task="binary", seed=1)
+    assert clone(m).get_params()["params"] == {"n_estimators": 20}
+    p1 = m.fit(X, y).predict_scores(X)
+    p1_again = clone(m).fit(X, y).predict_scores(X)
+    p2 = clone(m).set_params(seed=2).fit(X, y).predict_scores(X)
+    np.testing.assert_array_equal(p1, p1_again)
+    assert not np.allclose(p1, p2)
+    assert p1.shape == (len(X),) and ((p1 >= 0) & (p1 <= 1)).all()
+    # Fitted on a resample, not on the rows given: predictions differ from the plain model's.
+    from kagtools.models import create_model
+
+    plain = create_model("logreg", task="binary").fit(X, y).predict_scores(X)
+    assert not np.allclose(Bootstrap(model="logreg", task="binary").fit(X, y).predict_scores(X), plain)
+
+@pytest.mark.slow
+def test_bagged_cv_on_titanic_is_the_mean_of_its_bags(tmp_path, monkeypatch):
+    from kagtools.workflow import open_context
+
+    monkeypatch.setenv("KAGTOOLS_DATA_DIR", "/work/shared/data")
+    ctx = open_context("titanic", workdir=tmp_path)
+    params = {"n_estimators": 8, "max_depth": 4}
+    bag = bagged_cv(ctx, "rf", params, n_bags=2, n_jobs=1, seed=7)
+    assert bag.meta["kind"] == "bag" and bag.meta["n_bags"] == 2 and len(bag.meta["bag_scores"]) == 2
+    assert [r.meta["kind"] for r in ctx.runs()] == ["bag"]  # bags themselves are not listed
+    singles = [cross_validate(ctx.spec, ctx.training_set, ctx.folds, "rf", params, root=tmp_path / "x", seed=s,
+                              save_models=False) for s in bag.meta["bag_seeds"]]
+    np.testing.assert_allclose(bag.oof["pred"], np.mean([s.oof["pred"] for s in singles], axis=0))
+    np.testing.assert_allclose(bag.test["pred"], np.mean([s.test["pred"] for s in singles], axis=0))
+    assert [s.meta["scores"]["cv"] for s in singles] == pytest.approx(bag.meta["bag_scores"])
+    boot = bagged_cv(ctx, "logreg", {}, n_bags=2, bootstrap=True, n_jobs=2, seed=7)
+    assert boot.meta["bootstrap"] and boot.meta["bag_scores"][0] != boot.meta["bag_scores"][1]
+    assert 0.75 < boot.score < 0.9
+    with pytest.raises(KagtoolsError, match="at least 2"):
+        bagged_cv(ctx, "rf", params, n_bags=1)

