@@ -38,8 +38,12 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check kagtools pipelines tests benchmarks
 
+BENCHMARKS := titanic ensembles tabular tuning kernel movielens digit_recognizer pets patent
 benchmarks: setup
-	$(BIN)/python benchmarks/titanic.py
+	for b in $(BENCHMARKS); do $(BIN)/python -m benchmarks.$$b || exit 1; done
+
+bench-%: setup
+	$(BIN)/python -m benchmarks.$*
 
 %-eda: setup
 	$(KT) eda $* $(ARGS)

@@ -54,6 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="kagtools-bench-patent-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     ctx = open_context(SLUG, workdir=workdir)
     models = pipeline_models(ctx.spec, args.profile)
     lines = ["## U.S. Patent Phrase to Phrase Matching (`benchmarks/patent.py`)", ""]
@@ -69,6 +70,8 @@ def main() -> None:
         joblib.dump(tset, cache)
     feat_s = time.perf_counter() - start
     folds = ctx.folds
+    both = pd.concat([tset.X, tset.X_test])
+    n_phrases = pd.concat([both["anchor"], both["target"]]).nunique()
     y = tset.y.to_numpy(dtype=float)
     fold = folds.assignments(tset.ids)
     n_splits = folds.n_splits
@@ -78,7 +81,7 @@ def main() -> None:
         f"{n_splits} folds grouped by anchor, stratified on the 5 score values, seed {ctx.spec.cv.seed}. "
         f"Metric: Pearson, mean of the per-fold scores +- their std unless noted.",
         "",
-        f"Features (similarity measures + frozen MiniLM embeddings of {tset.X['anchor'].nunique() + tset.X['target'].nunique()} "
+        f"Features (similarity measures + frozen MiniLM embeddings of {n_phrases} distinct "
         f"phrases, train and test together): {feat_s:.0f} s with {args.threads} torch thread(s)"
         f"{' (read from the cache of an earlier run)' if cached else ''}.",
         "",

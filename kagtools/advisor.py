@@ -3,9 +3,24 @@
 It looks for what makes a random K-fold lie:
 
 - **groups**: a column whose values repeat over many rows (a user, a patient, an anchor
-  phrase) and whose rows resemble each other in the target. When the test holds *new*
-  entities, rows of one entity must stay in one fold (``GroupKFold``); when the test shares
-  the training entities, a random split draws validation rows the way the test was drawn;
+  phrase). Rows of one entity let a model memorise entity-specific patterns, which a random
+  split rewards and a grouped split does not. The rule (:func:`advise`):
+
+  1. the test holds *new* entities (under half its rows share a train value): group
+     (``GroupKFold``), whatever its size;
+  2. the test is large enough to stand for the real one (at least 200 rows and 2% of train;
+     :data:`MIN_TEST_ROWS`, :data:`MIN_TEST_SHARE`) and shares the entities: a random split
+     draws validation rows the way the test was drawn (MovieLens: a random 10% of ratings);
+  3. otherwise the visible test cannot tell (Kaggle often shows a few public rows and scores
+     a hidden test of unseen entities, e.g. 36 rows in U.S. Patent's test.csv), so a quick
+     leak probe decides (:func:`leak_probe`): a linear model on one-hot values and character
+     n-grams of every column, scored (R²) under a shuffled and a grouped K-fold. When the
+     shuffled split scores :data:`MIN_LEAK` or more above the grouped one, memorising
+     entities inflates a random split's score: group.
+
+  Limits: a large test that shares entities only by accident still gets a random split; the
+  probe is a linear model, so a leak that only a non-linear model exploits can be missed
+  (then ``--group COL`` forces the grouping);
 - **time**: a date/time column with the test after the training period: then validation must
   come after training too (``TimeSeriesSplit``);
 - **imbalance**: classes are stratified so every fold holds each class's share;
@@ -30,7 +45,14 @@ from kagtools.autofeatures import _parse_dates, target_matrix
 from kagtools.errors import KagtoolsError
 from kagtools.spec import CompetitionSpec, CVScheme
 
-__all__ = ["Advice", "GroupCandidate", "advise", "adversarial_auc", "naive_scheme", "compare_schemes"]
+__all__ = ["Advice", "GroupCandidate", "advise", "adversarial_auc", "leak_probe", "naive_scheme", "compare_schemes",
+           "MIN_LEAK", "MIN_TEST_ROWS", "MIN_TEST_SHARE"]
+
+# A visible test stands for the real one when it has this many rows and this share of train's.
+MIN_TEST_ROWS, MIN_TEST_SHARE = 200, 0.02
+# Probe R² a shuffled split must gain over a grouped one to call the grouping a leak.
+MIN_LEAK = 0.02
+_PROBE_CANDIDATES = 3
 
 _ENTITY_NAME = re.compile(r"(^|_|\b)(id|user|customer|client|patient|subject|group|session|store|shop|"
                           r"item|product|anchor|author|account|device|household|site|player|team)s?($|_|\b)",
@@ -55,11 +77,18 @@ class GroupCandidate:
     rows_per_value: float
     target_similarity: float  # correlation of each row's target with its group's other rows' mean
     test_overlap: float | None  # share of test rows whose value appears in train
+    leak: float | None = None  # probe R² under a shuffled split minus under a split grouped by it
+    probe: tuple[float, float] | None = None  # (shuffled, grouped) probe R²
 
     def describe(self) -> str:
         seen = "" if self.test_overlap is None else f"; {self.test_overlap:.0%} of test rows share a train value"
         return (f"'{self.column}': {self.n_values} values, {self.rows_per_value:.1f} rows each, "
                 f"target similarity within a value r={self.target_similarity:.2f}{seen}")
+
+    def describe_probe(self) -> str:
+        naive, grouped = self.probe
+        return (f"a quick model (ridge on one-hot values and character n-grams) scores R² {naive:.3f} under a "
+                f"shuffled split and {grouped:.3f} grouped by '{self.column}' (leak {self.leak:+.3f})")
 
 
 @dataclass
@@ -135,6 +164,73 @@ def find_groups(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, 
     return sorted(found, key=lambda g: -g.target_similarity)
 
 
+def _probe_features(train: pd.DataFrame, cols: list[str], entity_cols: list[str]):
+    """Sparse features a linear model can memorise entities with: one-hot values of every
+    non-numeric (or entity) column, character n-grams of its text, standardised numbers."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import OneHotEncoder
+
+    blocks = []
+    for col in cols:
+        s = train[col]
+        if pd.api.types.is_numeric_dtype(s) and col not in entity_cols:
+            x = s.astype(float)
+            x = (x.fillna(x.median()) - x.mean()) / (x.std() or 1.0)
+            blocks.append(sparse.csr_matrix(x.fillna(0.0).to_numpy()[:, None]))
+            continue
+        text = s.astype(str).fillna("")
+        blocks.append(OneHotEncoder(handle_unknown="ignore", min_frequency=2, max_categories=2000,
+                                    dtype=np.float32).fit_transform(text.to_frame()))
+        if text.str.len().mean() > 3:  # words: shared character n-grams tie related phrases together
+            tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=3, max_features=5000,
+                                    sublinear_tf=True, dtype=np.float32)
+            blocks.append(tfidf.fit_transform(text))
+    return sparse.hstack(blocks).tocsr()
+
+
+def leak_probe(train: pd.DataFrame, *, id_col: str, target_cols: list[str], task: str, groups: list[str],
+               n_splits: int = 3, max_rows: int = 12_000, seed: int = 0) -> dict[str | None, tuple[float, float]]:
+    """R² of a quick linear model under a shuffled K-fold and under K-folds grouped by each column.
+
+    The model (ridge on :func:`_probe_features`; classes as one-hot targets, i.e. a linear
+    probability model) is chosen to be fast (seconds on 36k rows) and able to memorise
+    entities: when it scores clearly better under the shuffled split, rows of one entity in
+    both training and validation are what it scores on. Vectorisers see all sampled rows
+    (no targets), so only the ridge fit is per fold. At most ``max_rows`` rows, drawn at random.
+
+    Returns
+    -------
+    dict
+        ``{None: (mean, std)}`` for the shuffled split and ``{column: (mean, std)}`` per group.
+    """
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import GroupKFold, KFold
+
+    if len(train) > max_rows:
+        train = train.sample(max_rows, random_state=seed)
+    train = train.reset_index(drop=True)
+    Y = _target_vector(train, target_cols, task)
+    Y = Y[:, :-1] if Y.shape[1] > 2 and task == "multiclass" else Y  # K-1 one-hot columns say it all
+    cols = [c for c in train.columns if c != id_col and c not in target_cols]
+    X = _probe_features(train, cols, groups)
+
+    def score(splits) -> tuple[float, float]:
+        r2 = []
+        for tr, va in splits:
+            model = Ridge(alpha=3.0, random_state=seed).fit(X[tr], Y[tr])
+            r2.append(r2_score(Y[va], model.predict(X[va]).reshape(len(va), -1)))
+        return float(np.mean(r2)), float(np.std(r2))
+
+    out: dict[str | None, tuple[float, float]] = {
+        None: score(KFold(n_splits, shuffle=True, random_state=seed).split(X))}
+    for col in groups:
+        g = train[col].astype(str)
+        out[col] = score(GroupKFold(n_splits, shuffle=True, random_state=seed).split(X, groups=g))
+    return out
+
+
 def _as_time(s: pd.Series) -> pd.Series | None:
     if pd.api.types.is_numeric_dtype(s):
         return s.astype(float) if _TIME_NAME.search(str(s.name)) else None
@@ -201,8 +297,14 @@ def adversarial_auc(train: pd.DataFrame, test: pd.DataFrame, *, id_col: str, tar
 
 
 def advise(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, target_cols: list[str], task: str,
-           n_splits: int = 5, seed: int = 42, group: str | None = None, drift: bool = True) -> Advice:
-    """Propose a CV scheme for this data, with the reasons. ``group`` forces a group column."""
+           n_splits: int = 5, seed: int = 42, group: str | None = None, drift: bool = True,
+           probe: bool | None = None) -> Advice:
+    """Propose a CV scheme for this data, with the reasons (see the module's rule for groups).
+
+    ``group`` forces a group column. ``probe``: ``None`` runs the leak probe only on group
+    candidates the test cannot settle, ``True`` also on those the test shares (to report how
+    much a random split gains from memorising them), ``False`` never.
+    """
     if group is not None and group not in train.columns:
         raise KagtoolsError(f"--group: column '{group}' is not in train.csv")
     n = len(train)
@@ -223,16 +325,50 @@ def advise(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, targe
                        f"stratified on '{target}' so each holds every class's share")
 
     groups = find_groups(train, test, id_col=id_col, target_cols=target_cols, task=task, n_splits=n_splits)
-    advice.groups = groups
     group_col = group
-    for g in groups:
-        if g.test_overlap is not None and g.test_overlap >= 0.5:
-            reasons.append(f"group candidate {g.describe()}: the test shares these entities, so a random split "
-                           f"matches it (pass --group {g.column} to keep them apart anyway)")
-        elif group_col is None:
+    test_speaks = test is not None and len(test) >= max(MIN_TEST_ROWS, MIN_TEST_SHARE * n)
+    new_entities = [g for g in groups if g.test_overlap is not None and g.test_overlap < 0.5]
+    shared = [g for g in groups if test_speaks and g.test_overlap is not None and g.test_overlap >= 0.5]
+    undecided = [g for g in groups if g not in new_entities and g not in shared]
+    to_probe = undecided + (shared if probe else [])
+    if group_col is None and not new_entities and probe is not False and to_probe:
+        to_probe = to_probe[:_PROBE_CANDIDATES]
+        scores = leak_probe(train, id_col=id_col, target_cols=target_cols, task=task, seed=seed,
+                            groups=[g.column for g in to_probe])
+        naive = scores[None][0]
+        probed = {g.column: replace(g, probe=(naive, scores[g.column][0]), leak=naive - scores[g.column][0])
+                  for g in to_probe}
+        groups = [probed.get(g.column, g) for g in groups]
+        undecided = [probed.get(g.column, g) for g in undecided]
+        shared = [probed.get(g.column, g) for g in shared]
+    advice.groups = groups
+    for g in new_entities:
+        if group_col is None:
             group_col = g.column
             reasons.append(f"group {g.describe()}: the test holds new entities, so rows of one value stay "
                            f"in one fold")
+    for g in shared:
+        memo = (f"; {g.describe_probe()}: a random split rewards memorising these entities, which the test "
+                f"rewards too" if g.leak is not None else "")
+        reasons.append(f"group candidate {g.describe()}: the test ({len(test)} rows) shares these entities, so a "
+                       f"random split matches it{memo} (pass --group {g.column} to keep them apart anyway)")
+    leaks = sorted((g for g in undecided if g.leak is not None), key=lambda g: -g.leak)
+    for g in leaks:
+        if group_col is None and g.leak >= MIN_LEAK:
+            group_col = g.column
+            why = ("the test has no such column" if g.test_overlap is None else
+                   f"the visible test ({len(test)} rows) is too small to show whether the scored test holds "
+                   f"new entities")
+            reasons.append(f"group {g.describe()}; {why}, "
+                           f"and {g.describe_probe()}: a random split lets a model memorise entities and "
+                           f"overstates the score, so rows of one value stay in one fold")
+        else:
+            reasons.append(f"group candidate {g.describe()}: {g.describe_probe()}, "
+                           + ("no leak worth grouping for" if g.leak < MIN_LEAK else f"less than '{group_col}'")
+                           + f" (pass --group {g.column} to group anyway)")
+    for g in undecided:
+        if g.leak is None and g.column != group_col:
+            reasons.append(f"group candidate {g.describe()}: not probed (pass --group {g.column} to group by it)")
     if group and not any(g.column == group for g in groups):
         reasons.append(f"group '{group}' (given)")
 
@@ -244,7 +380,13 @@ def advise(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, targe
     if after:
         scheme = CVScheme(splitter="TimeSeriesSplit", n_splits=n_splits, n_repeats=1, seed=seed, time=time_col)
     elif group_col:
-        splitter = "StratifiedGroupKFold" if classification else "GroupKFold"
+        if stratify is None and len(target_cols) == 1:
+            # Groups differ in size and level: stratifying on the target's quantile bins keeps
+            # the folds' target distributions alike (one target column only).
+            stratify = target
+            reasons.append(f"groups make folds uneven: they are stratified on '{target}' "
+                           f"(its values, or quantile bins when it has many)")
+        splitter = "StratifiedGroupKFold" if stratify else "GroupKFold"
         scheme = CVScheme(splitter=splitter, n_splits=n_splits, n_repeats=n_repeats, seed=seed,
                           stratify=stratify, group=group_col)
     elif classification:

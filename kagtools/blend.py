@@ -34,7 +34,7 @@ METHODS = tuple(BLENDERS)
 AUTO_METHODS = ("mean", "rank_mean", "geo_mean", "hill_climb", "optimize", "stack_linear", "stack_lgbm")
 
 
-TASKS = ("binary", "multiclass", "regression")
+TASKS = ("binary", "multiclass", "regression", "multitarget")
 
 
 def check_compatible(runs: list[Run]) -> None:

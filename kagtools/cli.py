@@ -183,6 +183,10 @@ def cmd_submit(args) -> None:
             runs.extend(auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports,
                                    features=tset))
         best = choose_best(ctx, runs)
+    if ctx.data.test is None:
+        _print_runs(ctx, runs, highlight=best.run_id)
+        print(f"\nno test set in {ctx.data.data_dir}: CV runs only (best {best.run_id}); no submission written")
+        return
     path = make_submission(ctx, best)
     _print_runs(ctx, runs, highlight=best.run_id)
     s = best.meta["scores"]

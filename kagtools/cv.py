@@ -25,7 +25,7 @@ from kagtools.progress import progress
 from kagtools.runs import Run, git_sha, make_run_id, pred_columns, versions, write_run
 from kagtools.spec import CompetitionSpec
 
-__all__ = ["TrainingSet", "encode_target", "cross_validate", "score_oof"]
+__all__ = ["TrainingSet", "encode_target", "cross_validate", "score_oof", "fit_fold", "fold_seed"]
 
 
 @dataclass
@@ -81,7 +81,11 @@ def _squeeze(a: np.ndarray) -> np.ndarray:
     return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
 
 
-def _fit_fold(model, fold_features, X, y, X_test, train_idx, valid_idx):
+def fit_fold(model, fold_features, X, y, X_test, train_idx, valid_idx):
+    """Fit one fold: fold features and model on the training rows; predict validation and test.
+
+    Returns ``(model, valid_pred, test_pred, seconds)``.
+    """
     start = time.perf_counter()
     X_tr, X_va = X.iloc[train_idx], X.iloc[valid_idx]
     y_tr, y_va = y[train_idx], y[valid_idx]
@@ -122,7 +126,7 @@ def cross_validate(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model
         raise KagtoolsError("folds: no validation rows; check the CV scheme")
     run_id = run_id or make_run_id(model_name, params, seed, folds.hash, data.name)
     start = time.perf_counter()
-    jobs = (joblib.delayed(_fit_fold)(clone(base).set_params(**_fold_seed(base, seed, r, f)),
+    jobs = (joblib.delayed(fit_fold)(clone(base).set_params(**fold_seed(base, seed, r, f)),
                                       data.fold_features, data.X, y_enc, data.X_test, tr, va)
             for r, f, tr, va in splits)
     results = []
@@ -171,6 +175,7 @@ def cross_validate(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model
     return write_run(root, run_id, oof=oof, test=test, meta=meta, extra_files=extra)
 
 
-def _fold_seed(model, seed: int, repeat: int, fold: int) -> dict[str, Any]:
+def fold_seed(model, seed: int, repeat: int, fold: int) -> dict[str, Any]:
+    """The ``seed`` parameter of one fold's model (none for models without a seed)."""
     # Different seeds per repeat so repeats measure seed variance too; same command, same seeds.
     return {"seed": seed + 1000 * repeat + fold} if "seed" in model.get_params() else {}

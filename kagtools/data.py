@@ -65,7 +65,7 @@ def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None =
     train = read_csv(train_path)
     if spec.options.get("train_ids") == "row_number" and spec.id_col not in train.columns:
         # Some competitions (MovieLens here) give ids to test rows only: number the train rows.
-        train.insert(0, spec.id_col, range(len(train)))
+        train = pd.concat([pd.Series(range(len(train)), name=spec.id_col), train], axis=1)
     require_columns(train, [spec.id_col, *spec.target_cols], str(train_path))
     for col in spec.target_cols:
         bad = train.index[train[col].isna()]
@@ -86,7 +86,7 @@ def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None =
         if numbered and spec.id_col not in test.columns:
             # Test rows without an id column are numbered as Kaggle does (ImageId starts at 1).
             start = int(spec.options.get("test_id_start", 1))
-            test.insert(0, spec.id_col, range(start, start + len(test)))
+            test = pd.concat([pd.Series(range(start, start + len(test)), name=spec.id_col), test], axis=1)
         require_columns(test, [spec.id_col], str(test_path))
         _check_unique_ids(test, spec.id_col, test_path)
     if "sample_submission" in present:

@@ -161,7 +161,8 @@ def build_eda(spec: CompetitionSpec, data: CompetitionData) -> EDAResult:
     num = train[[c for c in feats if pd.api.types.is_numeric_dtype(train[c])]]
     if num.shape[1] >= 2:
         corr = pd.concat([num, y_num.rename(target)], axis=1).corr(method="spearman")
-        corr = corr.iloc[:30, :30]
+        keep = [c for c in corr.columns if c != target][:29] + [target]  # the target stays in view
+        corr = corr.loc[keep, keep]
         fig, ax = plt.subplots(figsize=(1 + 0.35 * len(corr), 0.8 + 0.35 * len(corr)))
         im = ax.imshow(corr.to_numpy(), cmap="coolwarm", vmin=-1, vmax=1)
         ax.set_xticks(range(len(corr)), corr.columns, rotation=90, fontsize=7)

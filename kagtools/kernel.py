@@ -213,7 +213,10 @@ def build_kernel(slug: str, *, workdir: str | Path, owner: str, data_dir: str | 
 
     ctx = open_context(slug, data_dir=data_dir, workdir=workdir)
     spec = ctx.spec
-    roots = [*_ENTRY_MODULES, *_pipeline_model_modules(spec)]
+    from kagtools.models import EAGER_MODULES
+
+    # The registry imports its eager modules by name, which the import scan cannot see.
+    roots = [*_ENTRY_MODULES, *EAGER_MODULES, *_pipeline_model_modules(spec)]
     packages = ("kagtools",)
     if spec.pipeline:
         roots.append(spec.pipeline)

@@ -42,7 +42,7 @@ def render_submission(spec: CompetitionSpec, run: Run, sample: pd.DataFrame) -> 
         if col in out:
             out[col] = out[col].clip(*lohi)
     out = _align_ids(out, sample, spec.id_col)
-    return _cast_like(out[list(sample.columns)], sample)
+    return _cast_like(out[list(sample.columns)], _declared(sample, spec))
 
 
 def _class_column(cls, value_cols: list[str]) -> str:
@@ -61,6 +61,15 @@ def _align_ids(out: pd.DataFrame, sample: pd.DataFrame, id_col: str) -> pd.DataF
     out = out.iloc[order].reset_index(drop=True)
     out[id_col] = sample[id_col].to_numpy()
     return out
+
+
+def _declared(sample: pd.DataFrame, spec: CompetitionSpec) -> pd.DataFrame:
+    """The sample with the spec's declared dtypes: a sample of all-zero scores reads as int."""
+    sample = sample.copy()
+    for col, dtype in spec.submission_dtypes.items():
+        if col in sample.columns and dtype.startswith("float"):
+            sample[col] = sample[col].astype(dtype)
+    return sample
 
 
 def _cast_like(out: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
@@ -113,7 +122,7 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, *, id_col: str,
 def write_submission(spec: CompetitionSpec, sub: pd.DataFrame, sample: pd.DataFrame, *, workdir: Path,
                      run: Run | None = None, info: dict[str, Any] | None = None) -> Path:
     """Validate, then write ``submission.csv`` plus a timestamped copy and JSON sidecars."""
-    validate_submission(sub, sample, id_col=spec.id_col)
+    validate_submission(sub, _declared(sample, spec), id_col=spec.id_col)
     out_dir = Path(workdir) / "submissions" / spec.slug
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_id = run.run_id if run is not None else "manual"

@@ -34,7 +34,7 @@ import pandas as pd
 from optuna.trial import TrialState
 from sklearn.base import clone
 
-from kagtools.cv import TrainingSet, _fit_fold, _fold_seed, encode_target, score_oof
+from kagtools.cv import TrainingSet, encode_target, fit_fold, fold_seed, score_oof
 from kagtools.errors import KagtoolsError
 from kagtools.folds import Folds
 from kagtools.io import write_json
@@ -348,7 +348,7 @@ class FoldObjective:
         parts, fold_scores = [], []
         cols = pred_columns(self.spec, classes)
         for k, (r, f, tr, va) in enumerate(splits):
-            model = clone(base).set_params(**_fold_seed(base, seed, r, f))
+            model = clone(base).set_params(**fold_seed(base, seed, r, f))
             if in_fold and k == 0:
                 from optuna_integration import LightGBMPruningCallback
 
@@ -358,7 +358,7 @@ class FoldObjective:
             with warnings.catch_warnings():
                 # LightGBM >= 4.7 prefers eval_X/eval_y to the eval_set the model passes.
                 warnings.filterwarnings("ignore", message=".*'eval_set' is deprecated")
-                _, pred, _, _ = _fit_fold(model, self.data.fold_features, self.data.X, y_enc, None, tr, va)
+                _, pred, _, _ = fit_fold(model, self.data.fold_features, self.data.X, y_enc, None, tr, va)
             fold_scores.append(metric(y_enc[va], pred))
             part = pd.DataFrame(pred.reshape(len(pred), -1), columns=cols)
             part.insert(0, "fold", f)

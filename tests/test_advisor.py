@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kagtools.advisor import adversarial_auc, advise, compare_schemes, naive_scheme
+from kagtools.advisor import adversarial_auc, advise, compare_schemes, leak_probe, naive_scheme
 from kagtools.data import CompetitionData
 from kagtools.spec import CompetitionSpec, CVScheme
 
@@ -23,7 +23,8 @@ def grouped(n_users: int = 60, rows: int = 8, seed: int = 0, user_offset: int = 
 def test_planted_group_with_new_entities_in_test_gives_group_kfold():
     train, test = grouped(seed=0), grouped(n_users=20, seed=1, user_offset=60).drop(columns="y")
     advice = advise(train, test, id_col="id", target_cols=["y"], task="regression", drift=False)
-    assert advice.scheme.splitter == "GroupKFold" and advice.scheme.group == "user"
+    assert advice.scheme.splitter == "StratifiedGroupKFold" and advice.scheme.group == "user"
+    assert advice.scheme.stratify == "y"  # a continuous target: stratified on its quantile bins
     assert advice.groups[0].column == "user" and advice.groups[0].target_similarity > 0.8
     assert advice.groups[0].test_overlap == 0.0
     assert any("new entities" in r for r in advice.reasons)
@@ -36,8 +37,39 @@ def test_group_shared_with_test_keeps_random_split_but_says_so():
     assert advice.scheme.splitter == "KFold" and advice.scheme.group is None
     assert advice.groups[0].column == "user" and advice.groups[0].test_overlap == 1.0
     assert any("--group user" in r for r in advice.reasons)
+    assert advice.groups[0].leak is None  # the test settles it: no probe unless asked
+    probed = advise(train, test, id_col="id", target_cols=["y"], task="regression", drift=False, probe=True)
+    assert probed.scheme.splitter == "KFold" and probed.groups[0].leak > 0.3
+    assert any("rewards memorising these entities, which the test rewards too" in r for r in probed.reasons)
     forced = advise(train, test, id_col="id", target_cols=["y"], task="regression", drift=False, group="user")
-    assert forced.scheme.splitter == "GroupKFold" and forced.scheme.group == "user"
+    assert forced.scheme.splitter == "StratifiedGroupKFold" and forced.scheme.group == "user"
+
+
+def test_planted_group_is_proposed_by_the_leak_probe_when_the_test_cannot_tell():
+    """A 30-row visible test shares every user, but is too small to stand for the scored one:
+    the probe sees a random split reward memorising users, and proposes the grouping."""
+    train = grouped(seed=0)
+    test = train.sample(30, random_state=0).drop(columns="y")
+    advice = advise(train, test, id_col="id", target_cols=["y"], task="regression", drift=False)
+    assert advice.scheme.splitter == "StratifiedGroupKFold" and advice.scheme.group == "user"
+    g = advice.groups[0]
+    assert g.test_overlap == 1.0 and g.leak > 0.3 and g.probe[0] > g.probe[1] + 0.3
+    assert any("too small" in r and "memorise entities" in r for r in advice.reasons)
+    # No test at all: the probe decides the same way.
+    assert advise(train, None, id_col="id", target_cols=["y"], task="regression").scheme.group == "user"
+    # The same users with no entity effect: nothing to memorise, so no grouping.
+    rng = np.random.default_rng(1)
+    flat = train.assign(y=train["x"] + rng.normal(size=len(train)))
+    advice = advise(flat, test, id_col="id", target_cols=["y"], task="regression", drift=False)
+    assert advice.scheme.splitter == "KFold" and advice.groups[0].column == "user"
+    assert advice.groups[0].leak < 0.02 and any("no leak worth grouping for" in r for r in advice.reasons)
+
+
+def test_leak_probe_on_classes_and_a_categorical_entity():
+    train = grouped(seed=0)
+    train["y"] = np.where(train["y"] > 0.5, "hi", np.where(train["y"] < -0.5, "lo", "mid"))
+    scores = leak_probe(train, id_col="id", target_cols=["y"], task="multiclass", groups=["user"])
+    assert scores[None][0] > scores["user"][0] + 0.2
 
 
 def test_classification_with_groups_is_stratified_group_kfold_and_reports_imbalance():
@@ -105,6 +137,22 @@ def test_advisor_on_real_movielens_sees_users_shared_with_test(mirror):
     assert advice.time_col == "timestamp" and advice.test_after_train is False
 
 
+@pytest.mark.slow
+def test_advisor_groups_real_us_patent_by_anchor(mirror):
+    """Issue 5's lesson: a random split leaks anchors; the 36-row visible test shares them all,
+    but cannot stand for the scored test, and the probe sees the leak."""
+    slug = "us-patent-phrase-to-phrase-matching"
+    train = pd.read_csv(mirror / slug / "train.csv")
+    test = pd.read_csv(mirror / slug / "test.csv")
+    advice = advise(train, test, id_col="id", target_cols=["score"], task="regression", drift=False)
+    # The shipped spec's split, found from the files alone.
+    assert (advice.scheme.splitter, advice.scheme.group, advice.scheme.stratify) == (
+        "StratifiedGroupKFold", "anchor", "score")
+    anchor = next(g for g in advice.groups if g.column == "anchor")
+    assert anchor.test_overlap == 1.0 and anchor.leak >= 0.03
+    assert any("too small" in r and "leak" in r for r in advice.reasons)
+
+
 def test_folds_verb_explains_and_compares(tmp_path, capsys):
     from kagtools.cli import main
 
@@ -119,8 +167,8 @@ def test_folds_verb_explains_and_compares(tmp_path, capsys):
     assert main(["init", "toy", *common, "--n-repeats", "1"]) == 0
     assert main(["folds", "toy", *common, "--explain", "--compare", "--n-jobs", "1"]) == 0
     out = capsys.readouterr().out
-    assert "toy: GroupKFold, 5 folds x 1 repeat(s), seed 42, group user" in out
-    assert "proposed: GroupKFold" in out and "new entities" in out
+    assert "toy: StratifiedGroupKFold, 5 folds x 1 repeat(s), seed 42, stratify y, group user" in out
+    assert "proposed: StratifiedGroupKFold" in out and "new entities" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith(("naive", "spec"))}
     assert "KFold" in lines["naive"] and "user" in lines["spec"]
     assert (tmp_path / "work" / "runs" / "toy" / "folds.csv").is_file()

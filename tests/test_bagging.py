@@ -34,6 +34,18 @@ def test_bootstrap_model_fits_a_resample_and_follows_the_seed():
     plain = create_model("logreg", task="binary").fit(X, y).predict_scores(X)
     assert not np.allclose(Bootstrap(model="logreg", task="binary").fit(X, y).predict_scores(X), plain)
 
+
+def test_bootstrap_is_registered_without_importing_bagging():
+    """It lives in kagtools/models/, so the registry (and its contract tests) list it on its own."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from kagtools.models import list_models; "
+            "print('bootstrap' in list_models(include_lazy=False), 'kagtools.bagging' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]
+
+
 @pytest.mark.slow
 def test_bagged_cv_on_titanic_is_the_mean_of_its_bags(tmp_path, monkeypatch):
     from kagtools.workflow import open_context

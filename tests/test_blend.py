@@ -235,3 +235,49 @@ def test_blend_and_boost_verbs_on_titanic(tmp_path, monkeypatch, capsys):
     (base.path / "run.json").write_text(__import__("json").dumps(bad))
     assert main(["blend", "titanic", "--runs", base.run_id, blends[0].run_id, *w]) == 2
     assert "different folds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["hill_climb", "optimize", "stack_linear"])
+def test_multitarget_weights_go_to_the_informative_run(method):
+    """Two targets, one weight per run shared by both; the noise run gets (almost) none."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(400, 2)) * [1.0, 3.0] + [0.0, 10.0]
+    good = y + rng.normal(0, 0.3, y.shape)
+    noise = y.mean(axis=0) + rng.normal(0, 2.0, y.shape)
+    P = np.stack([noise, good, noise[::-1]])
+    b = make_blender(method, task="multitarget", metric="mcrmse").fit(P, y)
+    assert b.weights_.sum() == pytest.approx(1.0)
+    assert b.weights_[1] > (0.9 if method != "stack_linear" else 0.6), b.weights_
+    pred = b.predict(P)
+    assert pred.shape == (400, 2)
+    assert get_metric("mcrmse")(y, pred) < 0.5 * get_metric("mcrmse")(y, P.mean(axis=0))
+
+
+def test_submit_on_a_multitarget_competition_blends_its_runs(tmp_path, capsys):
+    """Several target columns: ``init`` infers the spec, ``submit`` trains, blends (the LightGBM
+    stackers, which fit one target, are skipped with a note) and writes the chosen submission."""
+    from kagtools.cli import main
+
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"id": np.arange(n), "a": rng.normal(size=n), "b": rng.normal(size=n),
+                          "c": rng.choice(["x", "y", "z"], n)})
+    frame["t1"] = frame["a"] + 0.1 * rng.normal(size=n)
+    frame["t2"] = frame["b"] - frame["a"] + 0.1 * rng.normal(size=n)
+    data = tmp_path / "data"
+    data.mkdir()
+    frame.iloc[:160].to_csv(data / "train.csv", index=False)
+    test = frame.iloc[160:].drop(columns=["t1", "t2"])
+    test.to_csv(data / "test.csv", index=False)
+    pd.DataFrame({"id": test["id"], "t1": 0.0, "t2": 0.0}).to_csv(data / "sample_submission.csv", index=False)
+    common = ["--data-dir", str(data), "--workdir", str(tmp_path / "work")]
+    assert main(["init", "mt", *common, "--n-repeats", "1"]) == 0
+    assert main(["submit", "mt", *common]) == 0
+    out = capsys.readouterr().out
+    assert "task: multitarget" in out and "blend stack_lgbm skipped: stack_lgbm: LightGBM fits one target" in out
+    assert "blend:hill_climb" in out and "blend:optimize" in out and "blend:stack_linear" in out
+    sub = pd.read_csv(tmp_path / "work" / "submissions" / "mt" / "submission.csv")
+    assert list(sub.columns) == ["id", "t1", "t2"] and sub["id"].tolist() == test["id"].tolist()
+    # The chosen run learned both targets: t1 follows a, t2 follows b - a.
+    assert np.corrcoef(sub["t1"], test["a"])[0, 1] > 0.9
+    assert np.corrcoef(sub["t2"], test["b"] - test["a"])[0, 1] > 0.9

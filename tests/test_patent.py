@@ -76,6 +76,17 @@ def test_folds_never_share_an_anchor_and_keep_the_score_mix(spec, data):
 
 
 @needs_data
+def test_eda_notes_show_the_anchor_sharing(spec, data):
+    from pipelines.us_patent_phrase_to_phrase_matching import anchor_overlap, eda_notes
+
+    overlap = anchor_overlap(data)
+    assert overlap["test_anchors_in_train"] == 1.0 and overlap["train_anchors"] == data.train["anchor"].nunique()
+    notes = eda_notes(data, spec)
+    assert "grouped by anchor" in notes[0] and "100% of test anchors" in notes[0]
+    assert all(f"{sec} n=" in notes[1] for sec in "ABCDEFGH")
+
+
+@needs_data
 def test_features_carry_context_titles_and_similarities(spec, slice_dir):
     from pipelines.us_patent_phrase_to_phrase_matching import features
 

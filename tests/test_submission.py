@@ -69,3 +69,20 @@ def test_write_is_atomic_and_keeps_history(tmp_path, sample):
     files = sorted(p.name for p in path.parent.iterdir())
     assert files[0].startswith("submission-") and files[0].endswith("-r1.csv")
     assert "submission.json" in files and not any(f.endswith(".tmp") for f in files)
+
+
+def test_declared_float_dtype_wins_over_an_all_zero_sample(tmp_path):
+    from kagtools.spec import parse_spec
+
+    spec = parse_spec({"slug": "p", "task": "regression", "id_col": "id", "target_cols": ["score"],
+                       "metric": {"name": "pearson"}, "submission": {"kind": "values",
+                       "dtypes": {"id": "str", "score": "float64"}}})
+    sample = pd.DataFrame({"id": ["a", "b"], "score": [0, 0]})  # read from CSV as integers
+    test = pd.DataFrame({"id": ["b", "a"], "pred": [0.25, 0.75]})
+    oof = pd.DataFrame({"id": ["x"], "repeat": [0], "fold": [0], "pred": [0.5]})
+    run = write_run(tmp_path / "runs", "r", oof=oof, test=test, meta={"pred_cols": ["pred"], "classes": None,
+                                                                       "scores": {"cv": 0.5}})
+    sub = render_submission(spec, run, sample)
+    assert sub["score"].tolist() == [0.75, 0.25]
+    path = write_submission(spec, sub, sample, workdir=tmp_path, run=run)
+    assert pd.read_csv(path)["score"].tolist() == [0.75, 0.25]

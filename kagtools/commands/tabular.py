@@ -99,7 +99,7 @@ def cmd_folds(args) -> None:
         data = ctx.data
         train = data.train
         advice = advise(train, data.test, id_col=spec.id_col, target_cols=list(spec.target_cols), task=spec.task,
-                        n_splits=s.n_splits, seed=s.seed)
+                        n_splits=s.n_splits, seed=s.seed, probe=True if args.compare else None)
         print("\nsplit advisor, " + advice.explain())
         if advice.scheme.splitter != s.splitter or advice.scheme.group != s.group or advice.scheme.time != s.time:
             print(f"  note: the spec uses {s.splitter}" + (f" grouped by {s.group}" if s.group else "")

@@ -141,11 +141,8 @@ class ImageClassifierBase(ClassifierMixin, BaseEstimator):
         n_views = self.tta if tta is None else tta
         learner = Learner(self._model(), nn.Identity(), device=self.device, progress=False)
         loader = self._loader(self._images(X))
-        start = time.perf_counter()
         views = self._tta_views()[: max(int(n_views), 1)]
-        probs = tta_predict(learner, loader, self._final_size(), views, softmax)
-        self.predict_images_per_s_ = len(views) * len(X) / max(time.perf_counter() - start, 1e-9)
-        return probs
+        return tta_predict(learner, loader, self._final_size(), views, softmax)
 
     def predict_scores(self, X, *, tta: int | None = None) -> np.ndarray:
         """What a run records: (n, K) probabilities, or the positive class's for a binary task."""

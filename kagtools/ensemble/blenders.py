@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 _EPS = 1e-6
+# Tasks whose predictions are values (``k`` target columns for multitarget): no probabilities.
+_VALUES = ("regression", "multitarget")
 
 
 def _margin(P: np.ndarray, task: str) -> np.ndarray:
@@ -69,14 +71,14 @@ class GeoMeanBlender(Blender):
     the softmax of mean log-probabilities for multiclass), of positive values for regression."""
 
     def fit(self, P, y, X=None):
-        if self.task == "regression" and (P <= 0).any():
+        if self.task in _VALUES and (P <= 0).any():
             raise KagtoolsError("geo_mean: regression predictions must all be positive")
         return super().fit(P, y, X)
 
     def predict(self, P, X=None):
-        if self.task == "regression" and (P <= 0).any():
+        if self.task in _VALUES and (P <= 0).any():
             raise KagtoolsError("geo_mean: regression predictions must all be positive")
-        z = np.tensordot(self.weights_, _margin(P, self.task) if self.task != "regression" else np.log(P), axes=1)
+        z = np.tensordot(self.weights_, np.log(P) if self.task in _VALUES else _margin(P, self.task), axes=1)
         if self.task == "binary":
             return expit(z)
         return softmax(z, axis=1) if self.task == "multiclass" else np.exp(z)
@@ -153,7 +155,7 @@ class HillClimbBlender(Blender):
         tied = np.flatnonzero(scores >= scores.max() - 1e-12)
         if len(tied) == 1:
             return int(tied[0])
-        smooth = batch_score("rmse" if self.task == "regression" else "log_loss", y, C[tied])
+        smooth = batch_score("rmse" if self.task in _VALUES else "log_loss", y, C[tied])
         return int(tied[np.argmin(smooth)])
 
 
@@ -162,13 +164,14 @@ class OptimizedBlender(Blender):
 
     Classification: weights on the simplex minimising the log loss of the weighted mean
     probability (SLSQP). Regression: non-negative least squares (no sum constraint, so a
-    blend can also rescale). The competition metric judges the result afterwards.
+    blend can also rescale); several targets share the weights, fitted on all their values.
+    The competition metric judges the result afterwards.
     """
 
     def fit(self, P, y, X=None):
         m = P.shape[0]
-        if self.task == "regression":
-            self.coef_, _ = nnls(P[:, :, 0].T, np.asarray(y, dtype=float))
+        if self.task in _VALUES:
+            self.coef_, _ = nnls(P.reshape(m, -1).T, np.asarray(y, dtype=float).ravel())
             if not self.coef_.any():
                 self.coef_ = np.full(m, 1 / m)
             self.weights_ = self.coef_ / self.coef_.sum()
@@ -215,7 +218,7 @@ class LinearStacker(Blender):
 
     def fit(self, P, y, X=None):
         Z = _stack_frame(P, self.task).to_numpy()
-        if self.task == "regression":
+        if self.task in _VALUES:  # several targets: one multi-output ridge
             self.model_ = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(Z, y)
         else:
             self.model_ = LogisticRegression(C=self.C, max_iter=2000).fit(Z, y)
@@ -224,8 +227,8 @@ class LinearStacker(Blender):
 
     def predict(self, P, X=None):
         Z = _stack_frame(P, self.task).to_numpy()
-        if self.task == "regression":
-            return self.model_.predict(Z)[:, None]
+        if self.task in _VALUES:
+            return self.model_.predict(Z).reshape(len(Z), -1)
         proba = self.model_.predict_proba(Z)
         return proba[:, 1:] if self.task == "binary" else proba
 
@@ -268,6 +271,8 @@ class LGBMStacker(Blender):
     def fit(self, P, y, X=None):
         from kagtools.models import create_model
 
+        if self.task == "multitarget":
+            raise KagtoolsError("stack_lgbm: LightGBM fits one target; multitarget runs use the other methods")
         frame = self._frame(P, X, fit_y=y)
         self.model_ = create_model(
             "lgbm", task=self.task, n_estimators=self.n_estimators, learning_rate=self.learning_rate,
@@ -284,7 +289,8 @@ class LGBMStacker(Blender):
         return scores.reshape(len(scores), -1)
 
 
-# Method name -> (class, fixed keywords). Every method works for binary, multiclass, regression.
+# Method name -> (class, fixed keywords). Every method works for binary, multiclass, regression;
+# all but the LightGBM stackers for multitarget regression too (weights shared by the targets).
 BLENDERS: dict[str, tuple[type[Blender], dict[str, Any]]] = {
     "mean": (MeanBlender, {}),
     "rank_mean": (RankMeanBlender, {}),

@@ -21,7 +21,7 @@ _REGISTRY: dict[str, type] = {}
 # Every module of this package registers models when imported. The classical ones load first;
 # the others (deep learning) only when a name is not found, so the classical path never pays
 # for importing torch.
-_MODEL_MODULES = ["kagtools.models.tabular"]
+EAGER_MODULES = ["kagtools.models.tabular", "kagtools.models.bootstrap"]
 
 
 def register_model(name: str):
@@ -42,11 +42,11 @@ def _lazy_modules() -> list[str]:
 
     names = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)
              if not info.name.startswith("_")]
-    return [n for n in names if n not in _MODEL_MODULES]
+    return [n for n in names if n not in EAGER_MODULES]
 
 
 def _load(lazy: bool = False) -> None:
-    for mod in _MODEL_MODULES + (_lazy_modules() if lazy else []):
+    for mod in EAGER_MODULES + (_lazy_modules() if lazy else []):
         importlib.import_module(mod)
 
 
