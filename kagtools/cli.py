@@ -14,7 +14,7 @@ from collections.abc import Callable
 from kagtools.errors import KagtoolsError
 from kagtools.table import format_table
 
-__all__ = ["main", "build_parser", "command"]
+__all__ = ["main", "build_parser", "command", "options", "json_object_arg"]
 
 _COMMANDS: dict[str, tuple[Callable, Callable[[argparse.ArgumentParser], None], str]] = {}
 
@@ -51,15 +51,17 @@ def _ctx(args):
     return open_context(args.slug, data_dir=args.data_dir, workdir=args.workdir)
 
 
-def _json_arg(text: str | None) -> dict:
+def json_object_arg(text: str | None, flag: str = "--params",
+                    example: str = '{"n_estimators": 500}') -> dict:
+    """Parse a command-line JSON object, with one clear error naming the flag."""
     if not text:
         return {}
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise KagtoolsError(f"--params is not valid JSON: {exc.msg} at column {exc.colno}") from None
+        raise KagtoolsError(f"{flag} is not valid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(value, dict):
-        raise KagtoolsError("--params must be a JSON object, e.g. '{\"n_estimators\": 500}'")
+        raise KagtoolsError(f"{flag} must be a JSON object, e.g. '{example}'")
     return value
 
 
@@ -125,7 +127,7 @@ def cmd_cv(args) -> None:
     from kagtools.workflow import run_model, tuned_params
 
     ctx = _ctx(args)
-    params = {**tuned_params(ctx, args.model), **_json_arg(args.params)}
+    params = {**tuned_params(ctx, args.model), **json_object_arg(args.params)}
     with scheduler_context(args.scheduler):
         if args.bag > 1:
             from kagtools.bagging import bagged_cv

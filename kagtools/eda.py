@@ -191,8 +191,22 @@ def build_eda(spec: CompetitionSpec, data: CompetitionData) -> EDAResult:
                              + _png(fig)))
         res.summary.append(f"adversarial AUC {auc:.3f} ({verdict}); top drivers: "
                            + ", ".join(imp.head(3).index))
+    notes = _pipeline_notes(spec, data)
+    if notes:
+        res.sections.append(("Competition notes", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+                             + "</ul>"))
+        res.summary.extend(notes)
     plt.close("all")
     return res
+
+
+def _pipeline_notes(spec: CompetitionSpec, data: CompetitionData) -> list[str]:
+    """Lines a pipeline module adds with ``eda_notes(data, spec)`` (e.g. why folds are grouped)."""
+    from kagtools.pipeline import load_pipeline
+
+    module = load_pipeline(spec)
+    fn = getattr(module, "eda_notes", None) if module else None
+    return list(fn(data, spec)) if fn else []
 
 
 _CSS = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"

@@ -5,7 +5,8 @@ A pipeline module (``pipelines/<name>.py``, named by the spec's ``pipeline`` key
 - ``features(data, spec) -> TrainingSet``: model-ready features for train and test;
 - ``MODELS``: ``{run name: (registered model name, params)}``, the models ``submit`` trains;
 - optionally ``PROFILES``: ``{profile: MODELS-like dict}`` for smoke/cpu/gpu variants, and
-  ``default_profile()`` choosing one from the device.
+  ``default_profile()`` choosing one from the device;
+- optionally ``eda_notes(data, spec) -> list[str]``: lines for the EDA report.
 
 A competition without a pipeline module uses :func:`default_features` and :data:`DEFAULT_MODELS`.
 """

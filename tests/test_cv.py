@@ -77,7 +77,7 @@ def test_fold_features_never_see_validation_rows(tset, tmp_path):
     tset.fold_features = _RecordingFeatures()
     run = cross_validate(spec, tset, folds, "logreg", root=tmp_path, n_jobs=1)
     assert len(_RecordingFeatures.seen) == 8
-    for (r, f, _, valid), seen in zip(folds.splits(tset.ids), _RecordingFeatures.seen, strict=True):
+    for (_r, _f, _, valid), seen in zip(folds.splits(tset.ids), _RecordingFeatures.seen, strict=True):
         assert seen.isdisjoint(set(valid))
     assert run.meta["scores"]["cv"] > 0.8
 

@@ -23,7 +23,7 @@ def test_stratified_repeated_folds_partition_rows(train):
     spec = _spec(splitter="StratifiedKFold", n_splits=5, n_repeats=3, seed=1, stratify="y")
     table = make_folds(train, spec)
     assert len(table) == 600 and set(table["repeat"]) == {0, 1, 2}
-    for r, part in table.groupby("repeat"):
+    for _r, part in table.groupby("repeat"):
         assert sorted(part["id"]) == sorted(train["id"])
         assert set(part["fold"]) == set(range(5))
         rates = train.set_index("id").loc[part["id"], "y"].groupby(part["fold"].to_numpy()).mean()

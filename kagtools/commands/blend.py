@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kagtools.cli import _common, _ctx, _json_arg, _print_runs, command, options
+from kagtools.cli import _common, _ctx, _print_runs, command, json_object_arg, options
 from kagtools.errors import KagtoolsError
 
 __all__ = ["cmd_blend", "cmd_boost"]
@@ -69,7 +69,7 @@ def cmd_boost(args) -> None:
     ctx = _ctx(args)
     base = ctx.run(args.base)
     run = boost_run(ctx.spec, ctx.training_set, ctx.folds, base, root=ctx.root, model=args.model,
-                    params=_json_arg(args.params), learning_rate=args.learning_rate, seed=args.seed,
+                    params=json_object_arg(args.params), learning_rate=args.learning_rate, seed=args.seed,
                     n_jobs=args.n_jobs)
     _print_runs(ctx, [base, run], highlight=run.run_id)
     print(f"run: {run.path}")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kagtools.cli import _common, _ctx, _json_arg, command, options
+from kagtools.cli import _common, _ctx, command, json_object_arg, options
 from kagtools.errors import KagtoolsError
 from kagtools.table import format_table
 
@@ -168,7 +168,7 @@ def _plot(ctx, model, movies: pd.DataFrame, counts: pd.Series) -> Path:
 def _setup(args):
     ctx = _ctx(args)
     movies = _catalogue(ctx)
-    model = fit_recommender(ctx, args.model, _json_arg(args.params))
+    model = fit_recommender(ctx, args.model, json_object_arg(args.params))
     counts = ctx.data.train[_cols(ctx)[1]].value_counts()
     return ctx, movies, model, counts
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from kagtools.cli import _common, _ctx, _json_arg, _print_runs, command, options
+from kagtools.cli import _common, _ctx, _print_runs, command, json_object_arg, options
 from kagtools.errors import KagtoolsError
 from kagtools.table import format_table
 
@@ -33,18 +31,6 @@ def _tune_options(p) -> None:
     p.add_argument("--no-run", action="store_true", help="do not write a run for the best parameters")
 
 
-def _space_arg(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise KagtoolsError(f"--space is not valid JSON: {exc.msg} at column {exc.colno}") from None
-    if not isinstance(value, dict):
-        raise KagtoolsError("--space must be a JSON object of parameter -> distribution")
-    return value
-
-
 def _default_model(ctx) -> str:
     from kagtools.models import get_model_class
     from kagtools.pipeline import pipeline_models
@@ -70,7 +56,9 @@ def cmd_tune(args) -> None:
     result, run, paths = tune(
         ctx, args.model, n_trials=args.trials, timeout=args.timeout, storage=args.storage,
         study_name=args.study, n_jobs=args.n_jobs, scheduler=args.scheduler, pruner=args.pruner,
-        seed=args.seed, params=_json_arg(args.params), space=_space_arg(args.space), run_best=not args.no_run)
+        seed=args.seed, params=json_object_arg(args.params),
+        space=json_object_arg(args.space, "--space", '{"num_leaves": {"low": 4, "high": 64}}'),
+        run_best=not args.no_run)
     rows = [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()} for row in result.top]
     print(f"\nstudy {result.study_name}: {result.n_complete} complete, {result.n_pruned} pruned, "
           f"{result.n_failed} failed; this session {result.seconds:.1f}s")
