@@ -11,6 +11,7 @@ the section ``digit-recognizer`` of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Split: stratified 5-fold (seed 42) over the mirror's {len(tset.y)} training digits; "
         f"test predictions average the 5 fold models. torch threads: {threads}. "
-        "**Measured on a heavily loaded shared 2-core machine** (load average 10-18 from other engineers' "
-        "jobs), so the seconds are an upper bound.",
+        f"1-minute load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the "
+        "core count, other work shared the CPUs and the seconds are an upper bound).",
         "",
         "```",
         format_table(rows),

