@@ -23,3 +23,14 @@ def mirror() -> Path:
     path = Path(os.environ["KAGTOOLS_DATA_DIR"])
     assert path.is_dir(), f"data mirror not found at {path}: set KAGTOOLS_DATA_DIR"
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a test module (faster than two on a busy 2-core machine), restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from kagtools.models import create_model, list_models
 
@@ -17,13 +16,7 @@ MIRROR = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "digit
 needs_mirror = pytest.mark.skipif(not (MIRROR / "train.csv").is_file(), reason="no digit-recognizer mirror")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One intra-op thread: faster than two on a shared 2-core machine, and restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _digits(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from kagtools.errors import KagtoolsError
 from pipelines.oxford_iiit_pet import breed_from_filename
@@ -20,13 +19,7 @@ MIRROR = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "oxfor
 needs_mirror = pytest.mark.skipif(not (MIRROR / "labels.csv").is_file(), reason="no oxford-iiit-pet mirror")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # One intra-op thread: faster than two on a shared 2-core machine, and restored afterwards.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_breed_from_filename():
