@@ -27,7 +27,7 @@ from kagtools.metrics import get_metric
 from kagtools.runs import Run, git_sha, make_run_id, versions, write_run
 from kagtools.spec import CompetitionSpec
 
-__all__ = ["METHODS", "AUTO_METHODS", "check_compatible", "blend", "blend_mean", "auto_blend", "plot_blends"]
+__all__ = ["METHODS", "AUTO_METHODS", "check_compatible", "blend", "auto_blend", "plot_blends"]
 
 METHODS = tuple(BLENDERS)
 # What ``kagtools submit`` tries; the AutoGluon-style stack joins when features are given.
@@ -148,11 +148,6 @@ def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, 
         meta["features_share"] = res.features_share
     run_id = make_run_id(f"blend-{method}", {"runs": sorted(run_ids)}, seed, runs[0].meta["folds_hash"])
     return write_run(root, run_id, oof=oof, test=test, meta=meta)
-
-
-def blend_mean(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, *, root: Path) -> Run:
-    """The plain mean of the runs' predictions (probabilities or values), as a new run."""
-    return blend(spec, runs, y, ids, root=root, method="mean")
 
 
 def auto_blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, *, root: Path,

@@ -8,7 +8,7 @@ inside the fold by ``fold_features`` (a scikit-learn transformer), never on vali
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from kagtools.progress import progress
 from kagtools.runs import Run, git_sha, make_run_id, pred_columns, versions, write_run
 from kagtools.spec import CompetitionSpec
 
-__all__ = ["TrainingSet", "encode_target", "cross_validate", "score_oof", "fit_fold", "fold_seed"]
+__all__ = ["TrainingSet", "encode_target", "cross_validate", "score_oof", "fit_fold", "fit_frames", "fold_frames", "fold_seed"]
 
 
 @dataclass
@@ -39,6 +39,19 @@ class TrainingSet:
     test_ids: pd.Series | None = None
     fold_features: Any = None  # a transformer fitted within each fold (target-based features)
     name: str = "features"
+    _fold_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def fold_frames(self, key: tuple, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray):
+        """``(X_train, X_valid, X_test)`` of one fold, fold features fitted on its training rows.
+
+        Fitted once per ``key`` (folds hash, repeat, fold) and reused by every model of the run
+        set, since the fold features depend on the fold only, never on the model.
+        """
+        if self.fold_features is None:
+            return fold_frames(None, self.X, y, self.X_test, train_idx, valid_idx)
+        if key not in self._fold_cache:
+            self._fold_cache[key] = fold_frames(self.fold_features, self.X, y, self.X_test, train_idx, valid_idx)
+        return self._fold_cache[key]
 
 
 def encode_target(spec: CompetitionSpec, y) -> tuple[np.ndarray, list | None]:
@@ -81,24 +94,39 @@ def _squeeze(a: np.ndarray) -> np.ndarray:
     return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
 
 
+def fold_frames(fold_features, X, y, X_test, train_idx, valid_idx):
+    """``(X_train, X_valid, X_test)`` of one fold: fold features fitted on its training rows only."""
+    X_tr, X_va = X.iloc[train_idx], X.iloc[valid_idx]
+    if fold_features is None:
+        return X_tr, X_va, X_test
+    ff = clone(fold_features)
+    X_tr = ff.fit_transform(X_tr, y[train_idx])
+    return X_tr, ff.transform(X_va), ff.transform(X_test) if X_test is not None else None
+
+
+def fit_frames(model, X_tr, y_tr, X_va, y_va, X_te):
+    """Fit ``model`` on one fold's frames; returns ``(model, valid_pred, test_pred, seconds)``."""
+    start = time.perf_counter()
+    model.fit(X_tr, y_tr, X_valid=X_va, y_valid=y_va)
+    valid_pred = np.asarray(model.predict_scores(X_va), dtype=float)
+    test_pred = np.asarray(model.predict_scores(X_te), dtype=float) if X_te is not None else None
+    return model, valid_pred, test_pred, time.perf_counter() - start
+
+
 def fit_fold(model, fold_features, X, y, X_test, train_idx, valid_idx):
     """Fit one fold: fold features and model on the training rows; predict validation and test.
 
     Returns ``(model, valid_pred, test_pred, seconds)``.
     """
     start = time.perf_counter()
-    X_tr, X_va = X.iloc[train_idx], X.iloc[valid_idx]
-    y_tr, y_va = y[train_idx], y[valid_idx]
-    X_te = X_test
-    if fold_features is not None:
-        ff = clone(fold_features)
-        X_tr = ff.fit_transform(X_tr, y_tr)
-        X_va = ff.transform(X_va)
-        X_te = ff.transform(X_test) if X_test is not None else None
-    model.fit(X_tr, y_tr, X_valid=X_va, y_valid=y_va)
-    valid_pred = np.asarray(model.predict_scores(X_va), dtype=float)
-    test_pred = np.asarray(model.predict_scores(X_te), dtype=float) if X_te is not None else None
+    X_tr, X_va, X_te = fold_frames(fold_features, X, y, X_test, train_idx, valid_idx)
+    model, valid_pred, test_pred, _ = fit_frames(model, X_tr, y[train_idx], X_va, y[valid_idx], X_te)
     return model, valid_pred, test_pred, time.perf_counter() - start
+
+
+def _fold_args(data: TrainingSet, key: tuple, y: np.ndarray, tr: np.ndarray, va: np.ndarray) -> tuple:
+    X_tr, X_va, X_te = data.fold_frames(key, y, tr, va)
+    return X_tr, y[tr], X_va, y[va], X_te
 
 
 def _as_2d(a: np.ndarray) -> np.ndarray:
@@ -126,8 +154,8 @@ def cross_validate(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model
         raise KagtoolsError("folds: no validation rows; check the CV scheme")
     run_id = run_id or make_run_id(model_name, params, seed, folds.hash, data.name)
     start = time.perf_counter()
-    jobs = (joblib.delayed(fit_fold)(clone(base).set_params(**fold_seed(base, seed, r, f)),
-                                      data.fold_features, data.X, y_enc, data.X_test, tr, va)
+    jobs = (joblib.delayed(fit_frames)(clone(base).set_params(**fold_seed(base, seed, r, f)),
+                                        *_fold_args(data, (folds.hash, r, f), y_enc, tr, va))
             for r, f, tr, va in splits)
     results = []
     parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")

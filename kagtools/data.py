@@ -49,10 +49,6 @@ class CompetitionData:
     sample_submission: pd.DataFrame | None
     data_dir: Path
 
-    @property
-    def train_path(self) -> Path:
-        return self.data_dir / "train.csv"
-
 
 def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None = None) -> CompetitionData:
     """Read train, test and sample submission as the spec names them, and check they agree.

@@ -150,9 +150,7 @@ def ensure_folds(train: pd.DataFrame, spec: CompetitionSpec, run_root: Path, *, 
             table = pd.read_csv(path)
             if _hash_table(table) == meta.get("hash"):
                 return Folds(table=table, scheme=scheme, hash=meta["hash"])
-    table = make_folds(train, spec)
-    digest = _hash_table(table)
-    write_csv(path, table)
+    write_csv(path, make_folds(train, spec))
     # Re-read so the hash is of what every later reader sees (CSV round-trip of the ids).
     table = pd.read_csv(path)
     digest = _hash_table(table)

@@ -80,6 +80,9 @@ def test_fold_features_never_see_validation_rows(tset, tmp_path):
     for (_r, _f, _, valid), seen in zip(folds.splits(tset.ids), _RecordingFeatures.seen, strict=True):
         assert seen.isdisjoint(set(valid))
     assert run.meta["scores"]["cv"] > 0.8
+    # a second model on the same training set reuses the fitted fold features
+    cross_validate(spec, tset, folds, "lgbm", {"n_estimators": 20}, root=tmp_path, n_jobs=2)
+    assert len(_RecordingFeatures.seen) == 8
 
 
 @register_model("_test_crashing")
