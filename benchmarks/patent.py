@@ -1,12 +1,13 @@
-"""U.S. Patent Phrase to Phrase Matching: anchor-grouped CV of the classical baseline, the
-MiniLM cross-encoder and their blend; and what a random split would have claimed.
+"""U.S. Patent Phrase to Phrase Matching: anchor-grouped CV of the pipeline's models (the
+classical baseline and the cross-encoder of a profile), their blends and the submission; the
+zero-shot MiniLM cosine; and what a random split would have claimed.
 
-The cross-encoder is fine-tuned on CPU here, so by default only its first ``--ce-folds`` folds
-are trained (each on the full training side of the fold, with the profile's row/epoch budget);
-the blend is then scored on those folds' rows only, and the table says so.
+This is ``kagtools submit us-patent-phrase-to-phrase-matching --profile <profile>`` with timings:
+every model of the profile over all folds, the blends scored nested, the best run written as a
+validated submission. Runs are kept in ``--workdir``: rerunning there reuses finished runs.
 
     KAGTOOLS_DATA_DIR=/work/shared/data HF_HUB_OFFLINE=1 \
-        .venv/bin/python -m benchmarks.patent [--ce-folds 1] [--profile cpu] [--threads 1]
+        .venv/bin/python -m benchmarks.patent [--profile cpu] [--workdir DIR] [--threads 2]
 """
 
 from __future__ import annotations
@@ -34,23 +35,26 @@ def _pearson(y, p) -> float:
     return float(pearsonr(np.ravel(y), np.ravel(p))[0])
 
 
-def _per_fold(y: np.ndarray, p: np.ndarray, fold: np.ndarray, folds) -> list[float]:
-    return [_pearson(y[fold == f], p[fold == f]) for f in folds]
+def _row(name: str, validation: str, folds: list[float], seconds: str) -> str:
+    return (f"| {name} | {validation} | {np.mean(folds):.4f} +- {np.std(folds, ddof=1):.4f} | "
+            f"{', '.join(f'{s:.3f}' for s in folds)} | {seconds} |")
 
 
 def main() -> None:
     import torch
 
+    from kagtools.blend import auto_blend
+    from kagtools.errors import KagtoolsError
     from kagtools.models import create_model
     from kagtools.pipeline import pipeline_models
-    from kagtools.workflow import open_context, run_model
+    from kagtools.runs import make_run_id
+    from kagtools.workflow import choose_best, make_submission, open_context, run_model
     from pipelines.us_patent_phrase_to_phrase_matching import anchor_overlap
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--ce-folds", type=int, default=1, help="cross-encoder folds to train (all: the full run)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="kagtools-bench-patent-"))
@@ -58,15 +62,16 @@ def main() -> None:
     ctx = open_context(SLUG, workdir=workdir)
     models = pipeline_models(ctx.spec, args.profile)
     lines = ["## U.S. Patent Phrase to Phrase Matching (`benchmarks/patent.py`)", ""]
+    wall = time.perf_counter()
 
     overlap = anchor_overlap(ctx.data)
     start = time.perf_counter()
     cache = workdir / "training_set.joblib"  # rerunning on the same --workdir skips the features
     cached = cache.is_file()
     if cached:
-        tset = joblib.load(cache)
-    else:
-        tset = ctx.training_set
+        ctx.__dict__["training_set"] = joblib.load(cache)  # the cached_property, filled from the cache
+    tset = ctx.training_set
+    if not cached:
         joblib.dump(tset, cache)
     feat_s = time.perf_counter() - start
     folds = ctx.folds
@@ -79,78 +84,62 @@ def main() -> None:
         f"{len(y)} training rows, {overlap['train_anchors']:.0f} anchors ({overlap['rows_per_anchor']:.0f} rows each); "
         f"{overlap['test_anchors_in_train']:.0%} of test anchors are in train. Split: StratifiedGroupKFold, "
         f"{n_splits} folds grouped by anchor, stratified on the 5 score values, seed {ctx.spec.cv.seed}. "
-        f"Metric: Pearson, mean of the per-fold scores +- their std unless noted.",
+        f"Metric: Pearson, mean of the {n_splits} per-fold scores +- their std (blends: nested, their weights "
+        "fitted inside the folds).",
         "",
         f"Features (similarity measures + frozen MiniLM embeddings of {n_phrases} distinct "
-        f"phrases, train and test together): {feat_s:.0f} s with {args.threads} torch thread(s)"
+        f"phrases, train and test together): {feat_s:.0f} s"
         f"{' (read from the cache of an earlier run)' if cached else ''}.",
         "",
         "| model | validation | Pearson | per fold | seconds |",
         "|---|---|---|---|---|",
     ]
-    zero = _per_fold(y, tset.X["emb_cos"].to_numpy(), fold, range(n_splits))
-    lines.append(f"| MiniLM cosine, zero-shot | anchor-grouped | {np.mean(zero):.4f} +- {np.std(zero, ddof=1):.4f} | "
-                 f"{', '.join(f'{s:.3f}' for s in zero)} | - |")
+    zero = [_pearson(y[fold == f], tset.X["emb_cos"].to_numpy()[fold == f]) for f in range(n_splits)]
+    lines.append(_row("MiniLM cosine, zero-shot", "anchor-grouped", zero, "-"))
 
-    lgbm_name, lgbm_params = models["similarity_lgbm"]
-    ctx.__dict__["training_set"] = tset  # the cached_property, filled from the cache
-    lgbm_run = run_model(ctx, lgbm_name, lgbm_params, save_models=False)
-    lgbm_oof = lgbm_run.oof.set_index("id").loc[tset.ids, "pred"].to_numpy()
-    lgbm_folds = [f["score"] for f in lgbm_run.meta["scores"]["folds"]]
-    lines.append(f"| similarity features -> LightGBM | anchor-grouped | {np.mean(lgbm_folds):.4f} +- "
-                 f"{np.std(lgbm_folds, ddof=1):.4f} | {', '.join(f'{s:.3f}' for s in lgbm_folds)} | "
-                 f"{lgbm_run.meta['wall_seconds']:.0f} (+ features) |")
+    runs = []
+    for name, (model, params) in models.items():
+        run_id = make_run_id(model, params, ctx.spec.cv.seed, folds.hash, tset.name)
+        try:
+            run = ctx.run(run_id)
+            print(f"{name}: reusing run {run_id}", flush=True)
+        except KagtoolsError:
+            print(f"{name}: cv {model} {params}", flush=True)
+            run = run_model(ctx, model, params)
+        runs.append(run)
+        per_fold = [f["score"] for f in run.meta["scores"]["folds"]]
+        secs = run.meta["fold_seconds"]
+        lines.append(_row(f"{name} (`{model}`)", "anchor-grouped", per_fold,
+                          f"{sum(secs):.0f} ({np.mean(secs):.0f} per fold)"))
+        if model == "similarity_lgbm":
+            # The lesson: the same model on a random split, where validation anchors were trained on.
+            random_spec = dataclasses.replace(ctx.spec, cv=CVScheme(splitter="KFold", n_splits=n_splits,
+                                                                    seed=ctx.spec.cv.seed))
+            rfolds = Folds(table=make_folds(ctx.data.train, random_spec), scheme=random_spec.cv.as_dict(),
+                           hash="random-kfold")
+            rfold = rfolds.assignments(tset.ids)
+            rpred = np.zeros(len(y))
+            for f in range(n_splits):
+                m = create_model(model, **params).fit(tset.X[rfold != f], y[rfold != f])
+                rpred[rfold == f] = m.predict_scores(tset.X[rfold == f])
+            leaky = [_pearson(y[rfold == f], rpred[rfold == f]) for f in range(n_splits)]
+            lines.append(_row(f"{name} (`{model}`)", "random KFold (leaks anchors)", leaky, "-"))
+        record("patent", "\n".join(lines + ["", "_Running..._"]))  # kept if the run is cut short
 
-    # The lesson: the same model on a random split, where validation anchors were trained on.
-    random_spec = dataclasses.replace(ctx.spec, cv=CVScheme(splitter="KFold", n_splits=n_splits,
-                                                            seed=ctx.spec.cv.seed))
-    rtable = make_folds(ctx.data.train, random_spec)
-    rfolds = Folds(table=rtable, scheme=random_spec.cv.as_dict(), hash="random-kfold")
-    rfold = rfolds.assignments(tset.ids)
-    rpred = np.zeros(len(y))
-    for f in range(n_splits):
-        m = create_model(lgbm_name, **lgbm_params).fit(tset.X[rfold != f], y[rfold != f])
-        rpred[rfold == f] = m.predict_scores(tset.X[rfold == f])
-    leaky = _per_fold(y, rpred, rfold, range(n_splits))
-    lines.append(f"| similarity features -> LightGBM | random KFold (leaks anchors) | {np.mean(leaky):.4f} +- "
-                 f"{np.std(leaky, ddof=1):.4f} | {', '.join(f'{s:.3f}' for s in leaky)} | - |")
-
-    record("patent", "\n".join(lines + ["", "_Cross-encoder running..._"]))  # kept if it is cut short
-    ce_name, ce_params = models["cross_encoder"]
-    ce_folds = list(range(min(args.ce_folds, n_splits)))
-    ce_pred = np.full(len(y), np.nan)
-    ce_rows = []
-    for f in ce_folds:
-        tr, va = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        t0 = time.perf_counter()
-        model = create_model(ce_name, **ce_params, seed=ctx.spec.cv.seed + f)
-        model.fit(tset.X.iloc[tr], y[tr])
-        fit_s = time.perf_counter() - t0
-        ce_pred[va] = model.predict_scores(tset.X.iloc[va])
-        steps = len(model.lr_trace_)
-        ce_rows.append({"fold": f, "pearson": _pearson(y[va], ce_pred[va]), "fit_s": fit_s,
-                        "total_s": time.perf_counter() - t0, "steps": steps, "max_length": model.max_length_})
-        pd.DataFrame({"id": tset.ids.iloc[va], "pred": ce_pred[va]}).to_csv(workdir / f"ce_oof_fold{f}.csv", index=False)
-        print(ce_rows[-1], flush=True)
-    ce_scores = [r["pearson"] for r in ce_rows]
-    done = np.isin(fold, ce_folds)
-    scope = "anchor-grouped" if len(ce_folds) == n_splits else f"anchor-grouped, fold{'s' if len(ce_folds) > 1 else ''} {', '.join(map(str, ce_folds))} of {n_splits} only"
-    spread = f" +- {np.std(ce_scores, ddof=1):.4f}" if len(ce_scores) > 1 else ""
-    lines.append(f"| MiniLM cross-encoder (`{args.profile}` profile) | {scope} | {np.mean(ce_scores):.4f}{spread} | "
-                 f"{', '.join(f'{s:.3f}' for s in ce_scores)} | {np.mean([r['total_s'] for r in ce_rows]):.0f} per fold |")
-    lgbm_same = _per_fold(y, lgbm_oof, fold, ce_folds)
-    blend_scores = _per_fold(y, (lgbm_oof + ce_pred) / 2, fold, ce_folds) if done.any() else []
-    lines.append(f"| mean of LightGBM and cross-encoder | {scope} | {np.mean(blend_scores):.4f} | "
-                 f"{', '.join(f'{s:.3f}' for s in blend_scores)} (LightGBM alone on the same rows: "
-                 f"{', '.join(f'{s:.3f}' for s in lgbm_same)}) | - |")
+    blends = auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports, features=tset)
+    for b in blends:
+        per_fold = [f["score"] for f in b.meta["scores"]["folds"]]
+        lines.append(_row(f"blend `{b.meta['method']}`", "anchor-grouped, nested", per_fold, "-"))
+    best = choose_best(ctx, runs + blends)
+    path = make_submission(ctx, best)
+    sub = pd.read_csv(path)
     lines += [
         "",
-        f"Cross-encoder `{args.profile}` profile: `{ce_params}`; per fold: " + "; ".join(
-            f"fold {r['fold']}: {r['steps']} optimiser steps, max length {r['max_length']} tokens, fit {r['fit_s']:.0f} s, "
-            f"fit + predict {r['total_s']:.0f} s" for r in ce_rows) + f", {args.threads} torch thread(s).",
-        "The blend is a plain mean (no weights fitted on the scored rows).",
-        f"Timings with a 1-minute load average of {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end "
-        "(other work shared the CPUs during the run).",
+        f"Profile `{args.profile}`: " + "; ".join(f"`{n}` = `{m}` `{p}`" for n, (m, p) in models.items()) + ".",
+        f"Chosen: `{best.run_id}` (CV {best.score:.4f}); submission {len(sub)} rows `id,score`, scores in "
+        f"[{sub['score'].min():.3f}, {sub['score'].max():.3f}], validated against the sample.",
+        f"Whole run {time.perf_counter() - wall:.0f} s (without reused runs' time) with {args.threads} torch "
+        f"thread(s); 1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end.",
     ]
     print("\n".join(lines))
     record("patent", "\n".join(lines))

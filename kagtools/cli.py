@@ -244,5 +244,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
+    # `python -m kagtools.cli`: run the imported module's main, where the commands register.
+    from kagtools.cli import main as _main
+
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    sys.exit(main())
+    sys.exit(_main())

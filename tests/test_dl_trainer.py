@@ -264,3 +264,16 @@ def test_augment_batch_shapes_and_range():
     out = augment_batch(x, 32, AugmentConfig(), generator=torch.Generator().manual_seed(0))
     assert out.shape == (5, 3, 32, 32) and out.dtype == torch.float32
     assert 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+def test_cpu_amp_is_bf16_only_when_asked_and_the_cpu_has_it():
+    net = nn.Linear(4, 1)
+    assert Learner(net, nn.MSELoss(), device="cpu").amp_dtype is None  # convnets: float32 on CPU
+    assert Learner(net, nn.MSELoss(), device="cpu", amp=False, cpu_amp=True).amp_dtype is None
+    learner = Learner(net, nn.MSELoss(), device="cpu", cpu_amp=True)
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert learner.amp_dtype == (torch.bfloat16 if native else None)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    learner.fit_one_cycle(DataLoader(TensorDataset(x, y), batch_size=16), 2, 1e-2)
+    assert net.weight.dtype == torch.float32  # weights stay float32 under autocast
+    assert learner.predict(DataLoader(TensorDataset(x), batch_size=16)).dtype == np.float32

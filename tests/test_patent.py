@@ -154,6 +154,6 @@ def test_submit_smoke_profile_on_a_real_slice(slice_dir, tmp_path, capsys):
     from kagtools.runs import list_runs
 
     runs = list_runs(tmp_path / "runs" / SLUG)
-    assert {"similarity_lgbm", "hf_cross_encoder"} <= {r.meta["model"] for r in runs}
+    assert {"similarity_lgbm", "hf_group_cross_encoder"} <= {r.meta["model"] for r in runs}
     assert any(r.meta.get("kind") == "blend" for r in runs)
     assert all(r.meta["cv_scheme"]["group"] == "anchor" for r in runs if "cv_scheme" in r.meta)

@@ -100,8 +100,9 @@ def test_cross_encoder_trains_on_a_real_slice_and_its_loss_goes_down(real_rows):
     pred = model.predict_scores(X)
     assert pred.shape == (len(X),) and ((pred > 0) & (pred < 1)).all()
     assert np.corrcoef(pred, y)[0, 1] > 0.3  # it learned the training rows
-    # Predictions come back in input order (they are computed in length order).
-    assert np.allclose(model.predict_scores(X.iloc[[5, 0, 3]]), pred[[5, 0, 3]], atol=1e-5)
+    # Predictions come back in input order (they are computed in length order); under bf16
+    # autocast a batch padded to another length moves a score by ~1e-4.
+    assert np.allclose(model.predict_scores(X.iloc[[5, 0, 3]]), pred[[5, 0, 3]], atol=1e-3)
     # One-cycle over every step; the first group (embeddings) peaks at the lowest rate.
     trace = model.lr_trace_
     assert len(trace) == 3 * int(np.ceil(len(X) / 16))
@@ -117,9 +118,81 @@ def test_cross_encoder_early_stopping_uses_an_anchor_grouped_inner_holdout(real_
     assert set(real_rows["anchor"].iloc[tr]).isdisjoint(real_rows["anchor"].iloc[ho])
 
 
-def test_cross_encoder_is_a_clonable_sequential_estimator():
-    model = create_model("hf_cross_encoder", model_name="microsoft/deberta-v3-small", epochs=2)
+@pytest.mark.parametrize("name", ["hf_cross_encoder", "hf_group_cross_encoder"])
+def test_cross_encoder_is_a_clonable_sequential_estimator(name):
+    model = create_model(name, model_name="microsoft/deberta-v3-small", epochs=2)
     twin = clone(model)
     assert twin.get_params()["model_name"] == "microsoft/deberta-v3-small"
     assert twin.parallel_folds is False
     assert {"task", "seed"} <= set(twin.get_params())
+
+
+@pytest.fixture(scope="module")
+def anchor_rows() -> pd.DataFrame:
+    """Every row of three real anchors (whole groups), with their context titles."""
+    if not (DATA / "train.csv").is_file():
+        pytest.skip("patent data mirror not available")
+    train = pd.read_csv(DATA / "train.csv")
+    anchors = sorted(train["anchor"].unique())[:3]
+    rows = train[train["anchor"].isin(anchors)].reset_index(drop=True)
+    titles = pd.read_csv(DATA / "cpc_context_titles.csv").set_index("code")["title"]
+    return rows.assign(title=rows["context"].map(titles))
+
+
+def _decode(model, seq) -> tuple[str, list[str]]:
+    from kagtools.models.text import _GroupBatches
+
+    inputs = _GroupBatches(model, [seq], None)._collate([seq])
+    ids = inputs["input_ids"][0].tolist()
+    items = [model.tokenizer_.decode([i for i, m in zip(ids, span, strict=True) if m])
+             for span in inputs["spans"][0].tolist()]
+    return model.tokenizer_.decode(ids), items
+
+
+@needs_minilm
+def test_group_cross_encoder_packs_each_anchor_with_its_targets(anchor_rows):
+    from transformers import AutoTokenizer
+
+    from kagtools.text import local_minilm_path
+
+    model = create_model("hf_group_cross_encoder", max_items=8, seed=0)
+    model.tokenizer_ = AutoTokenizer.from_pretrained(local_minilm_path())
+    X = anchor_rows
+    model.item_ids_ = model._tokenize_items(X["target"].tolist())
+    keys, prefixes = model._groups(X)
+    first = X.index[keys == keys[0]]
+    seqs = model._pack(prefixes[keys[0]], [(int(r), True) for r in first])
+    assert [len(items) for _, items in seqs] == [8] * (len(first) // 8) + ([len(first) % 8] if len(first) % 8 else [])
+    text, items = _decode(model, seqs[0])
+    row = X.loc[first[0]]
+    # [CLS] anchor [SEP] context title [SEP] target [SEP] target [SEP] ...
+    assert text.startswith(f"[CLS] {row['anchor']} [SEP] {row['title'].lower()[:20]}")
+    assert items == [X.loc[r, "target"].lower() for r, _ in seqs[0][1]]  # each span is its target's tokens
+    assert text.endswith("[SEP]") and text.count("[SEP]") == 2 + 8
+
+
+@needs_minilm
+@pytest.mark.slow
+def test_group_cross_encoder_trains_on_real_anchors_and_predicts_in_input_order(anchor_rows):
+    import torch
+
+    torch.set_num_threads(1)
+    X, y = anchor_rows[["anchor", "target", "context", "title"]], anchor_rows["score"].to_numpy()
+    model = create_model("hf_group_cross_encoder", epochs=4, batch_size=4, lr=3e-4, max_items=12, seed=0)
+    model.fit(X, y)
+    losses = [h["train_loss"] for h in model.history_]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    pred = model.predict_scores(X)
+    assert pred.shape == (len(X),) and ((pred > 0) & (pred < 1)).all()
+    assert np.corrcoef(pred, y)[0, 1] > 0.3  # it learned the training rows
+    # Rows come back in input order whatever order they are given in.
+    rev = model.predict_scores(X.iloc[::-1])[::-1]
+    assert np.corrcoef(rev, pred)[0, 1] > 0.95
+    # A lone row of a trained group is read beside that group's training targets (unscored).
+    one = X.iloc[[0]].reset_index(drop=True)
+    seqs = model._predict_sequences(one)
+    assert len(seqs) == 1 and len(seqs[0][1]) == 12
+    assert sum(scored for _, scored in seqs[0][1]) == 1
+    _, items = _decode(model, seqs[0])
+    group = X[(X["anchor"] == one.loc[0, "anchor"]) & (X["context"] == one.loc[0, "context"])]
+    assert set(items) <= set(group["target"].str.lower())

@@ -76,3 +76,12 @@ def test_errors_are_one_line_and_exit_2(tmp_path):
     assert res.returncode == 2 and "--params is not valid JSON" in res.stderr and "Traceback" not in res.stderr
     res = run("eda", "titanic", "--data-dir", str(tmp_path / "none"))
     assert res.returncode == 2 and "kagtools download titanic" in res.stderr
+
+
+@pytest.mark.parametrize("module", ["kagtools", "kagtools.cli"])
+def test_python_dash_m_knows_the_discovered_commands(module):
+    """`python -m kagtools[.cli]` sees the commands of kagtools/commands/ too (tune, kernel...)."""
+    proc = subprocess.run([sys.executable, "-m", module, "kernel", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "push" in proc.stdout

@@ -15,7 +15,8 @@ Batches are ``(inputs, targets)``; inputs may be a tensor (``model(x)``), a tupl
 (``model(*x)``) or a mapping such as a tokenizer's output (``model(**x)``); everything is moved
 to the device. ``loss_fn(outputs, targets)`` gets the model's raw output. ``param_groups`` takes
 ``[(params, lr), ...]`` for discriminative learning rates; ``fine_tune`` builds them from layer
-groups. AMP is bf16 autocast on CUDA when supported, else fp16 with a GradScaler; none on CPU.
+groups. AMP is bf16 autocast on CUDA when supported, else fp16 with a GradScaler; on a CPU only
+when asked (``cpu_amp``) and the CPU has native bf16 (AVX512-BF16 or AMX).
 
 Trust in CV: the CV loop passes the *scored* fold as ``X_valid``. Early stopping or best-epoch
 selection on that fold would overstate CV, so the adapters train a fixed number of one-cycle
@@ -296,6 +297,9 @@ class Learner:
         Defaults to CUDA when available, else the CPU.
     amp : bool
         Mixed precision on CUDA (bf16 when supported, else fp16 with a GradScaler).
+    cpu_amp : bool
+        bf16 autocast on a CPU with native bf16 instructions too (weights stay float32). Off by
+        default: transformers train ~1.3x faster with it, small convnets gain little.
     grad_accum : int
         Optimiser step every ``grad_accum`` batches (the loss is divided accordingly), so a small
         batch trains like a ``grad_accum`` times larger one.
@@ -317,7 +321,8 @@ class Learner:
     def __init__(self, model: nn.Module, loss_fn: Callable, *, device: str | torch.device | None = None,
                  amp: bool = True, grad_accum: int = 1, metric_fn: Callable | None = None,
                  callbacks: Sequence[Callback] = (), progress: bool = True,
-                 batch_tfm: Callable | None = None, clip_grad: float | None = None, bn_eval: bool = False):
+                 batch_tfm: Callable | None = None, clip_grad: float | None = None, bn_eval: bool = False,
+                 cpu_amp: bool = False):
         if grad_accum < 1:
             raise ValueError("grad_accum must be >= 1")
         self.device = get_device(device)
@@ -330,14 +335,18 @@ class Learner:
         self.batch_tfm = batch_tfm
         self.clip_grad = clip_grad
         self.bn_eval = bn_eval
-        self.amp_dtype = self._amp_dtype(amp)
+        self.amp_dtype = self._amp_dtype(amp, cpu_amp)
         self.history: list[dict[str, Any]] = []
         self.lr_trace: list[float] = []  # the first group's rate at every optimiser step (last fit)
 
-    def _amp_dtype(self, amp: bool) -> torch.dtype | None:
-        if not amp or self.device.type != "cuda":
+    def _amp_dtype(self, amp: bool, cpu_amp: bool) -> torch.dtype | None:
+        if not amp:
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.device.type == "cpu" and cpu_amp and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return torch.bfloat16
+        return None
 
     def _autocast(self):
         if self.amp_dtype is None:
