@@ -220,7 +220,7 @@ class CrossEncoderRegressor(BaseEstimator):
     def fit(self, X, y, X_valid=None, y_valid=None):
         from transformers import AutoTokenizer
 
-        from kagtools.dl.trainer import BestCheckpoint, EarlyStopping, Learner, seed_everything
+        from kagtools.dl.trainer import seed_everything
         from kagtools.text import resolve_model_path
 
         seed_everything(self.seed)
@@ -235,28 +235,43 @@ class CrossEncoderRegressor(BaseEstimator):
         texts = self._texts(X)
         lengths = self._token_lengths(texts)
         self.max_length_ = self._fit_length(lengths)
-        train_idx, hold_idx = np.arange(len(X)), None
-        callbacks = []
-        if self.patience > 0:
-            train_idx, hold_idx = self._holdout(X)
-            callbacks = [BestCheckpoint(), EarlyStopping(patience=self.patience)]
-        net = MeanPoolRegressor(path, self.dropout)
-        groups = _layer_groups(net)
-        n = len(groups)
-        param_groups = [(g, self.lr * self.layer_decay ** (n - 1 - i)) for i, g in enumerate(groups)]
-        learner = Learner(net, nn.BCEWithLogitsLoss(), device=self.device, amp=self.amp, cpu_amp=self.amp,
-                          grad_accum=self.grad_accum, callbacks=callbacks, progress=True)
+        train_idx, hold_idx, callbacks = self._split(X)
         capped = np.minimum(lengths, self.max_length_)
         train_dl = self._loader([texts[i] for i in train_idx], y[train_idx], lengths=capped[train_idx])
         hold_dl = (self._loader([texts[i] for i in hold_idx], y[hold_idx])
                    if hold_idx is not None else None)
+        self._train(MeanPoolRegressor(path, self.dropout), train_dl, hold_dl, callbacks)
+        return self
+
+    def _split(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, list]:
+        """Rows to train on, inner-holdout rows (``None`` without early stopping), callbacks."""
+        from kagtools.dl.trainer import BestCheckpoint, EarlyStopping
+
+        if self.patience <= 0:
+            return np.arange(len(X)), None, []
+        train_idx, hold_idx = self._holdout(X)
+        return train_idx, hold_idx, [BestCheckpoint(), EarlyStopping(patience=self.patience)]
+
+    def _learner(self, net: nn.Module | None = None, callbacks: Sequence = ()):
+        """A Learner training ``net`` (with progress) or predicting with the fitted network."""
+        from kagtools.dl.trainer import Learner
+
+        return Learner(self.model_ if net is None else net, nn.BCEWithLogitsLoss(), device=self.device,
+                       amp=self.amp, cpu_amp=self.amp, grad_accum=self.grad_accum, callbacks=callbacks,
+                       progress=net is not None)
+
+    def _train(self, net: nn.Module, train_dl, hold_dl, callbacks: Sequence) -> None:
+        """One cycle over ``epochs`` with layer-wise decaying rates (embeddings lowest)."""
+        groups = _layer_groups(net)
+        n = len(groups)
+        param_groups = [(g, self.lr * self.layer_decay ** (n - 1 - i)) for i, g in enumerate(groups)]
+        learner = self._learner(net, callbacks)
         self.history_ = learner.fit_one_cycle(train_dl, self.epochs, self.lr, valid_loader=hold_dl,
-                                                    wd=self.weight_decay, pct_start=self.pct_start,
-                                                    param_groups=param_groups)
+                                              wd=self.weight_decay, pct_start=self.pct_start,
+                                              param_groups=param_groups)
         # Keep the trained network and the schedule, not the learner (its callbacks may hold
         # copies of the weights): the fitted estimator pickles with the fold's run.
         self.model_, self.lr_trace_ = learner.model, list(learner.lr_trace)
-        return self
 
     def _holdout(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         # Grouped by the first text column (the anchor): an inner holdout sharing anchors with
@@ -269,13 +284,9 @@ class CrossEncoderRegressor(BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Scores in [0, 1], in the order of the rows of X."""
-        from kagtools.dl.trainer import Learner
-
         texts = self._texts(X.reset_index(drop=True))
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
-        learner = Learner(self.model_, nn.BCEWithLogitsLoss(), device=self.device, amp=self.amp, cpu_amp=self.amp,
-                          progress=False)
-        logits = learner.predict(self._loader([texts[i] for i in order], None))
+        logits = self._learner().predict(self._loader([texts[i] for i in order], None))
         out = np.empty(len(texts), dtype=float)
         out[order] = 1.0 / (1.0 + np.exp(-logits.astype(float)))
         return out
@@ -439,7 +450,7 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
     def fit(self, X, y, X_valid=None, y_valid=None):
         from transformers import AutoTokenizer
 
-        from kagtools.dl.trainer import BestCheckpoint, EarlyStopping, Learner, seed_everything
+        from kagtools.dl.trainer import seed_everything
         from kagtools.text import resolve_model_path
 
         seed_everything(self.seed)
@@ -453,10 +464,7 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
         # Context for prediction: the training targets of each group (texts, not labels).
         self.context_ = {k: X[self.text_cols[1]].astype(str).iloc[idx].tolist()
                          for k, idx in keys.groupby(keys).indices.items()}
-        train_idx, hold_idx, callbacks = np.arange(len(X)), None, []
-        if self.patience > 0:
-            train_idx, hold_idx = self._holdout(X)
-            callbacks = [BestCheckpoint(), EarlyStopping(patience=self.patience)]
+        train_idx, hold_idx, callbacks = self._split(X)
         train_groups = keys.iloc[train_idx].groupby(keys.iloc[train_idx]).indices
         train_groups = {k: train_idx[v] for k, v in train_groups.items()}
 
@@ -467,22 +475,13 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
                 seqs += self._pack(prefixes[k], [(int(r), True) for r in rows])
             return seqs
 
-        net = SpanPoolRegressor(path, self.dropout)
-        groups = _layer_groups(net)
-        n = len(groups)
-        param_groups = [(g, self.lr * self.layer_decay ** (n - 1 - i)) for i, g in enumerate(groups)]
-        learner = Learner(net, nn.BCEWithLogitsLoss(), device=self.device, amp=self.amp, cpu_amp=self.amp,
-                          grad_accum=self.grad_accum, callbacks=callbacks, progress=True)
         train_dl = _GroupBatches(self, chunker(np.random.default_rng(self.seed)), y, chunker=chunker, shuffle=True)
         hold_dl = None
         if hold_idx is not None:
             hold = keys.iloc[hold_idx].groupby(keys.iloc[hold_idx]).indices
             hold_dl = _GroupBatches(self, [s for k in sorted(hold) for s in self._pack(
                 prefixes[k], [(int(r), True) for r in hold_idx[hold[k]]])], y)
-        self.history_ = learner.fit_one_cycle(train_dl, self.epochs, self.lr, valid_loader=hold_dl,
-                                              wd=self.weight_decay, pct_start=self.pct_start,
-                                              param_groups=param_groups)
-        self.model_, self.lr_trace_ = learner.model, list(learner.lr_trace)
+        self._train(SpanPoolRegressor(path, self.dropout), train_dl, hold_dl, callbacks)
         self.max_length_ = max(self._seq_len(s) for s in train_dl.seqs)
         del self.item_ids_
         return self
@@ -510,14 +509,10 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
 
     def predict(self, X) -> np.ndarray:
         """Scores in [0, 1]: each group of X with its training targets as unscored context."""
-        from kagtools.dl.trainer import Learner
-
         X = X.reset_index(drop=True)
         try:
             seqs = self._predict_sequences(X)
-            learner = Learner(self.model_, nn.BCEWithLogitsLoss(), device=self.device, amp=self.amp,
-                              cpu_amp=self.amp, progress=False)
-            logits = learner.predict(_GroupBatches(self, seqs, None))
+            logits = self._learner().predict(_GroupBatches(self, seqs, None))
         finally:
             self.__dict__.pop("item_ids_", None)
         order = np.array([row for _, its in seqs for row, scored in its if scored])
