@@ -26,14 +26,19 @@ __all__ = ["CrossEncoderRegressor", "GroupCrossEncoderRegressor", "MeanPoolRegre
            "SpanPoolRegressor", "pair_texts"]
 
 
-def pair_texts(X: pd.DataFrame, cols: Sequence[str], sep: str) -> list[str]:
-    """The cross-encoder's input: the columns ``cols`` of each row joined by ``sep``."""
+def _require_text_cols(X: pd.DataFrame, cols: Sequence[str]) -> None:
     from kagtools.errors import KagtoolsError
-    from kagtools.text import join_pair
 
     missing = [c for c in cols if c not in X.columns]
     if missing:
         raise KagtoolsError(f"hf_cross_encoder: X has no text column '{missing[0]}' (text_cols={list(cols)})")
+
+
+def pair_texts(X: pd.DataFrame, cols: Sequence[str], sep: str) -> list[str]:
+    """The cross-encoder's input: the columns ``cols`` of each row joined by ``sep``."""
+    from kagtools.text import join_pair
+
+    _require_text_cols(X, cols)
     return join_pair([X[c] for c in cols], sep).tolist()
 
 
@@ -458,31 +463,25 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
         y = np.asarray(y, dtype=np.float32)
         path = resolve_model_path(self.model_name)
         self.tokenizer_ = AutoTokenizer.from_pretrained(path)
-        pair_texts(X, self.text_cols, "|")  # one clear error for a missing column
+        _require_text_cols(X, self.text_cols)
         keys, prefixes = self._groups(X)
         self.item_ids_ = self._tokenize_items(X[self.text_cols[1]].astype(str).tolist())
         # Context for prediction: the training targets of each group (texts, not labels).
         self.context_ = {k: X[self.text_cols[1]].astype(str).iloc[idx].tolist()
                          for k, idx in keys.groupby(keys).indices.items()}
         train_idx, hold_idx, callbacks = self._split(X)
-        train_groups = keys.iloc[train_idx].groupby(keys.iloc[train_idx]).indices
-        train_groups = {k: train_idx[v] for k, v in train_groups.items()}
 
-        def chunker(rng):
-            seqs = []
-            for k in sorted(train_groups):
-                rows = rng.permutation(train_groups[k])
-                seqs += self._pack(prefixes[k], [(int(r), True) for r in rows])
-            return seqs
+        def sequences(rows: np.ndarray, rng=None) -> list:
+            """The groups of ``rows`` packed into sequences; with ``rng``, in a new item order."""
+            sub = keys.iloc[rows]
+            return [s for k, idx in sorted(sub.groupby(sub).indices.items())
+                    for s in self._pack(prefixes[k], [(int(r), True) for r in
+                                                      (rng.permutation(rows[idx]) if rng else rows[idx])])]
 
-        train_dl = _GroupBatches(self, chunker(np.random.default_rng(self.seed)), y, chunker=chunker, shuffle=True)
-        hold_dl = None
-        if hold_idx is not None:
-            hold = keys.iloc[hold_idx].groupby(keys.iloc[hold_idx]).indices
-            hold_dl = _GroupBatches(self, [s for k in sorted(hold) for s in self._pack(
-                prefixes[k], [(int(r), True) for r in hold_idx[hold[k]]])], y)
+        train_dl = _GroupBatches(self, sequences(train_idx), y, chunker=lambda rng: sequences(train_idx, rng),
+                                 shuffle=True)
+        hold_dl = _GroupBatches(self, sequences(hold_idx), y) if hold_idx is not None else None
         self._train(SpanPoolRegressor(path, self.dropout), train_dl, hold_dl, callbacks)
-        self.max_length_ = max(self._seq_len(s) for s in train_dl.seqs)
         del self.item_ids_
         return self
 
