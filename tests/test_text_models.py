@@ -158,16 +158,16 @@ def test_group_cross_encoder_packs_each_anchor_with_its_targets(anchor_rows):
     model = create_model("hf_group_cross_encoder", max_items=8, seed=0)
     model.tokenizer_ = AutoTokenizer.from_pretrained(local_minilm_path())
     X = anchor_rows
-    model.item_ids_ = model._tokenize_items(X["target"].tolist())
+    item_ids = model._tokenize_items(X["target"].tolist())
     keys, prefixes = model._groups(X)
     first = X.index[keys == keys[0]]
-    seqs = model._pack(prefixes[keys[0]], [(int(r), True) for r in first])
+    seqs = model._pack(prefixes[keys[0]], [(item_ids[r], int(r), True) for r in first])
     assert [len(items) for _, items in seqs] == [8] * (len(first) // 8) + ([len(first) % 8] if len(first) % 8 else [])
     text, items = _decode(model, seqs[0])
     row = X.loc[first[0]]
     # [CLS] anchor [SEP] context title [SEP] target [SEP] target [SEP] ...
     assert text.startswith(f"[CLS] {row['anchor']} [SEP] {row['title'].lower()[:20]}")
-    assert items == [X.loc[r, "target"].lower() for r, _ in seqs[0][1]]  # each span is its target's tokens
+    assert items == [X.loc[r, "target"].lower() for _, r, _ in seqs[0][1]]  # each span is its target's tokens
     assert text.endswith("[SEP]") and text.count("[SEP]") == 2 + 8
 
 
@@ -190,9 +190,33 @@ def test_group_cross_encoder_trains_on_real_anchors_and_predicts_in_input_order(
     assert np.corrcoef(rev, pred)[0, 1] > 0.95
     # A lone row of a trained group is read beside that group's training targets (unscored).
     one = X.iloc[[0]].reset_index(drop=True)
-    seqs = model._predict_sequences(one)
+    seqs = model._predict_sequences(one, np.random.default_rng(0))
     assert len(seqs) == 1 and len(seqs[0][1]) == 12
-    assert sum(scored for _, scored in seqs[0][1]) == 1
+    assert [row for _, row, scored in seqs[0][1] if scored] == [0]
     _, items = _decode(model, seqs[0])
     group = X[(X["anchor"] == one.loc[0, "anchor"]) & (X["context"] == one.loc[0, "context"])]
     assert set(items) <= set(group["target"].str.lower())
+    # TTA: the mean logit over seeded target orders and context draws; the same call twice
+    # gives the same scores, and each draw is a different order.
+    model.tta = 3
+    tta = model.predict_scores(X)
+    assert np.array_equal(tta, model.predict_scores(X))
+    assert not np.allclose(tta, pred) and np.corrcoef(tta, pred)[0, 1] > 0.95
+    rng = np.random.default_rng(0)
+    draws = [[row for _, its in model._predict_sequences(X, rng) for _, row, _ in its] for _ in range(2)]
+    assert draws[0] != draws[1]
+
+
+@needs_minilm
+def test_backbone_dropout_sets_every_encoder_dropout_rate():
+    import torch
+
+    from kagtools.models.text import MeanPoolRegressor
+    from kagtools.text import local_minilm_path
+
+    net = MeanPoolRegressor(local_minilm_path(), dropout=0.0, backbone_dropout=0.0)
+    rates = {k: v for k, v in vars(net.backbone.config).items() if "dropout" in k and isinstance(v, float)}
+    assert rates and set(rates.values()) == {0.0}
+    assert {m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    default = MeanPoolRegressor(local_minilm_path())
+    assert default.backbone.config.hidden_dropout_prob == 0.1
