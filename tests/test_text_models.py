@@ -220,3 +220,23 @@ def test_backbone_dropout_sets_every_encoder_dropout_rate():
     assert {m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
     default = MeanPoolRegressor(local_minilm_path())
     assert default.backbone.config.hidden_dropout_prob == 0.1
+
+
+def test_group_batches_count_each_coming_epoch_when_sequences_are_redrawn():
+    """Training sequences are redrawn every epoch (their number can vary with the token
+    budget): ``len()`` must count the epoch about to run, as the one-cycle schedule is sized
+    from it."""
+    from types import SimpleNamespace
+
+    from kagtools.models.text import _GroupBatches
+
+    sizes = iter([3, 7, 5, 9])
+
+    def chunker(rng):
+        return [([101], [([5] * int(rng.integers(1, 4)), i, True)]) for i in range(next(sizes))]
+
+    dl = _GroupBatches(SimpleNamespace(seed=0, batch_size=2), None, None, chunker=chunker, shuffle=True)
+    for n in (3, 7, 5):
+        assert len(dl) == -(-n // 2)
+        batches = dl._batches()
+        assert len(batches) == -(-n // 2) and sum(map(len, batches)) == n

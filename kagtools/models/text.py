@@ -333,31 +333,36 @@ class _GroupBatches:
     """Batches of item-group sequences for :class:`GroupCrossEncoderRegressor`.
 
     ``seqs`` gives each sequence its prefix token ids and its items as ``(token ids, row,
-    scored)``, ``row`` indexing ``y`` (-1 for unscored context items); with ``chunker``
-    (training) the sequences are rebuilt every epoch from new seeded item orders. Batches hold
-    sequences of similar length, shuffled (training) or in order.
+    scored)``, ``row`` indexing ``y`` (-1 for unscored context items). With ``chunker``
+    (training; ``seqs`` is then None) the sequences are drawn anew every epoch, one epoch
+    ahead so that ``len()`` counts the coming epoch. Batches hold sequences of similar length,
+    shuffled (training) or in order.
     """
 
     def __init__(self, est, seqs, y, *, chunker=None, shuffle=False):
         self.est, self.seqs, self.y, self.chunker, self.shuffle = est, seqs, y, chunker, shuffle
         self.rng = np.random.default_rng(est.seed)
+        if chunker is not None:  # drawn ahead, so that len() counts the coming epoch's batches
+            self.seqs = chunker(self.rng)
 
     def __len__(self) -> int:
         return -(-len(self.seqs) // self.est.batch_size)
 
     def _batches(self) -> list[list]:
         seqs, bs = self.seqs, self.est.batch_size
-        if self.chunker is not None:
-            seqs = self.seqs = self.chunker(self.rng)
         if not self.shuffle:
-            return [seqs[i:i + bs] for i in range(0, len(seqs), bs)]
-        order = self.rng.permutation(len(seqs))
-        mega = bs * 16  # sort by length within megabatches: less padding, still random
-        batches = []
-        for i in range(0, len(order), mega):
-            part = sorted(order[i:i + mega], key=lambda j: -_seq_len(seqs[j]))
-            batches += [[seqs[j] for j in part[k:k + bs]] for k in range(0, len(part), bs)]
-        return [batches[i] for i in self.rng.permutation(len(batches))]
+            batches = [seqs[i:i + bs] for i in range(0, len(seqs), bs)]
+        else:
+            order = self.rng.permutation(len(seqs))
+            mega = bs * 16  # sort by length within megabatches: less padding, still random
+            batches = []
+            for i in range(0, len(order), mega):
+                part = sorted(order[i:i + mega], key=lambda j: -_seq_len(seqs[j]))
+                batches += [[seqs[j] for j in part[k:k + bs]] for k in range(0, len(part), bs)]
+            batches = [batches[i] for i in self.rng.permutation(len(batches))]
+        if self.chunker is not None:
+            self.seqs = self.chunker(self.rng)  # the next epoch's
+        return batches
 
     def __iter__(self):
         for batch in self._batches():
@@ -493,7 +498,7 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
                     for s in self._pack(prefixes[k], [(item_ids[r], int(r), True) for r in
                                                       (rng.permutation(rows[idx]) if rng else rows[idx])])]
 
-        train_dl = _GroupBatches(self, sequences(train_idx), y, chunker=lambda rng: sequences(train_idx, rng),
+        train_dl = _GroupBatches(self, None, y, chunker=lambda rng: sequences(train_idx, rng),
                                  shuffle=True)
         hold_dl = _GroupBatches(self, sequences(hold_idx), y) if hold_idx is not None else None
         self._train(SpanPoolRegressor(path, self.dropout, self.backbone_dropout), train_dl, hold_dl, callbacks)
