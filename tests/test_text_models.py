@@ -190,7 +190,7 @@ def test_group_cross_encoder_trains_on_real_anchors_and_predicts_in_input_order(
     assert np.corrcoef(rev, pred)[0, 1] > 0.95
     # A lone row of a trained group is read beside that group's training targets (unscored).
     one = X.iloc[[0]].reset_index(drop=True)
-    seqs = model._predict_sequences(one, np.random.default_rng(0))
+    seqs = model._predict_sequences(one, np.random.default_rng(0))[0]
     assert len(seqs) == 1 and len(seqs[0][1]) == 12
     assert [row for _, row, scored in seqs[0][1] if scored] == [0]
     _, items = _decode(model, seqs[0])
@@ -202,8 +202,8 @@ def test_group_cross_encoder_trains_on_real_anchors_and_predicts_in_input_order(
     tta = model.predict_scores(X)
     assert np.array_equal(tta, model.predict_scores(X))
     assert not np.allclose(tta, pred) and np.corrcoef(tta, pred)[0, 1] > 0.95
-    rng = np.random.default_rng(0)
-    draws = [[row for _, its in model._predict_sequences(X, rng) for _, row, _ in its] for _ in range(2)]
+    draws = [[row for _, its in seqs for _, row, _ in its]
+             for seqs in model._predict_sequences(X, np.random.default_rng(0), draws=2)]
     assert draws[0] != draws[1]
 
 

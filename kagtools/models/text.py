@@ -504,34 +504,37 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
         self._train(SpanPoolRegressor(path, self.dropout, self.backbone_dropout), train_dl, hold_dl, callbacks)
         return self
 
-    def _predict_sequences(self, X: pd.DataFrame, rng: np.random.Generator) -> list:
-        """The sequences scoring every row of X once, in an order drawn from ``rng``: its
-        group's rows, filled up to ``max_items`` with the group's training targets as unscored
-        context items."""
+    def _predict_sequences(self, X: pd.DataFrame, rng: np.random.Generator, draws: int = 1) -> list[list]:
+        """``draws`` lists of sequences, each scoring every row of X once in an order drawn
+        from ``rng``: its group's rows, filled up to ``max_items`` with the group's training
+        targets as unscored context items. Texts are tokenized once for all draws."""
         keys, prefixes = self._groups(X)
         items = X[self.text_cols[1]].astype(str).tolist()
         item_ids = self._tokenize_items(items)
-        seqs = []
+        groups = []
         for k, idx in sorted(keys.groupby(keys).indices.items()):
             own = {items[i] for i in idx}
             context = [t for t in dict.fromkeys(self.context_.get(k, [])) if t not in own]
-            context = [context[j] for j in rng.permutation(len(context))]
-            idx = rng.permutation(idx)
-            for start in range(0, len(idx), self.max_items):
-                chunk = [(item_ids[i], int(i), True) for i in idx[start:start + self.max_items]]
-                fill = context[:max(self.max_items - len(chunk), 0)]
-                chunk += [(ids, -1, False) for ids in (self._tokenize_items(fill) if fill else [])]
-                seqs += self._pack(prefixes[k], [chunk[j] for j in rng.permutation(len(chunk))])
-        return seqs
+            groups.append((k, idx, self._tokenize_items(context) if context else []))
+        out = []
+        for _ in range(draws):
+            seqs = []
+            for k, idx, context in groups:
+                context = [context[j] for j in rng.permutation(len(context))]
+                idx = rng.permutation(idx)
+                for start in range(0, len(idx), self.max_items):
+                    chunk = [(item_ids[i], int(i), True) for i in idx[start:start + self.max_items]]
+                    chunk += [(ids, -1, False) for ids in context[:max(self.max_items - len(chunk), 0)]]
+                    seqs += self._pack(prefixes[k], [chunk[j] for j in rng.permutation(len(chunk))])
+            out.append(seqs)
+        return out
 
     def predict(self, X) -> np.ndarray:
         """Scores in [0, 1]: each group of X with its training targets as unscored context;
         the mean logit over ``tta`` seeded orders."""
         X = X.reset_index(drop=True)
-        rng = np.random.default_rng(self.seed)
         total = np.zeros(len(X))
-        for _ in range(max(self.tta, 1)):
-            seqs = self._predict_sequences(X, rng)
+        for seqs in self._predict_sequences(X, np.random.default_rng(self.seed), max(self.tta, 1)):
             logits = self._learner().predict(_GroupBatches(self, seqs, None))
             order = np.array([row for _, items in seqs for _, row, scored in items if scored])
             total[order] += logits.astype(float)
