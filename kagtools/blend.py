@@ -109,7 +109,9 @@ def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, 
                 raise KagtoolsError("run test ids are not the training set's test ids")
             X_test = features.X_test.iloc[order].reset_index(drop=True)
     tune = needs_threshold(spec.metric, spec.task) if threshold is None else threshold
-    res = nested_blend(blender, level1, y_enc, ids, metric=spec.metric, threshold=tune, X=X, X_test=X_test)
+    ordered = (runs[0].meta.get("cv_scheme") or {}).get("splitter") == "TimeSeriesSplit"
+    res = nested_blend(blender, level1, y_enc, ids, metric=spec.metric, threshold=tune, X=X, X_test=X_test,
+                       ordered=ordered)
     nested = _scores(spec, level1, res.nested, None, y_enc, ids)
     in_sample = _scores(spec, level1, res.in_sample, None, y_enc, ids)
     extra: dict[str, Any] = {}

@@ -45,7 +45,7 @@ def _problem(task: str, seed: int = 0, n: int = N):
     return y[:n], {"good": good, "noise": noise}
 
 
-def _write_runs(root, task, makers: dict, *, seed=0, folds_hash="abc", n: int = N):
+def _write_runs(root, task, makers: dict, *, seed=0, folds_hash="abc", n: int = N, cv_scheme=None):
     """Runs on disk in the CV loop's layout; returns (runs, y, ids)."""
     y, kinds = _problem(task, seed, n)
     ids = pd.Series(np.arange(n) + 1000)
@@ -66,7 +66,7 @@ def _write_runs(root, task, makers: dict, *, seed=0, folds_hash="abc", n: int = 
         test = pd.DataFrame(kinds[kind](np.random.default_rng(999 + j))[n:], columns=cols)
         test.insert(0, "id", np.arange(N_TEST))
         meta = {"slug": "syn", "kind": "cv", "model": name, "task": task, "classes": classes, "pred_cols": cols,
-                "folds_hash": folds_hash, "scores": {"cv": 0.0}}
+                "folds_hash": folds_hash, "cv_scheme": cv_scheme, "scores": {"cv": 0.0}}
         runs.append(write_run(root, name, oof=pd.concat(parts, ignore_index=True), test=test, meta=meta))
     return runs, pd.Series(y), ids
 
@@ -130,6 +130,28 @@ def test_nested_score_is_honest_on_a_small_noisy_problem(tmp_path):
         s = blend(spec, runs, y, ids, root=tmp_path, method=method).meta["scores"]
         assert s["in_sample"] > s["nested"] + 0.05, (method, s["in_sample"], s["nested"])
         assert s["nested"] < 0.62
+
+
+def test_time_ordered_folds_blend_walking_forward(tmp_path):
+    # TimeSeriesSplit folds: each fold's blender sees only earlier folds, the first gets the mean.
+    runs, y, ids = _write_runs(tmp_path, "regression", {"good": "good", "noise": "noise"},
+                               cv_scheme={"splitter": "TimeSeriesSplit", "n_splits": FOLDS})
+    spec = _spec("regression")
+    level1, y_enc = _level1_y(runs, y, ids, spec)
+    oof = blend(spec, runs, y, ids, root=tmp_path, method="optimize").oof
+    keys, P = level1.keys, level1.P
+    for r in level1.repeats():
+        for f in range(FOLDS):
+            va = ((keys["repeat"] == r) & (keys["fold"] == f)).to_numpy()
+            tr = ((keys["repeat"] == r) & (keys["fold"] < f)).to_numpy()
+            want = (P[:, va].mean(axis=0) if f == 0 else
+                    make_blender("optimize", task="regression", metric="rmse").fit(P[:, tr], y_enc[tr]).predict(P[:, va]))
+            got = oof.loc[va, oof.columns[-1]].to_numpy()
+            np.testing.assert_allclose(got, want[:, 0], rtol=1e-9)
+    # Shuffled folds fit on every other fold, later ones included: the predictions differ.
+    plain = _write_runs(tmp_path / "plain", "regression", {"good": "good", "noise": "noise"})[0]
+    again = blend(spec, plain, y, ids, root=tmp_path / "plain", method="optimize").oof
+    assert not np.allclose(again[again.columns[-1]], oof[oof.columns[-1]])
 
 
 def test_mean_blend_in_sample_equals_nested(tmp_path):

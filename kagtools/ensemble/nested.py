@@ -6,6 +6,10 @@ on the rows that fitted it. A blender fitted on all rows of the repeat gives the
 *in-sample* score (reported beside it, never used to choose) and the test predictions
 (averaged over repeats). For label metrics of binary tasks the decision threshold is chosen
 the same way: on the fitting rows, applied to the held-out fold.
+
+Folds in time order (``TimeSeriesSplit``) are blended walking forward: each fold's blender is
+fitted on the earlier folds only, never on the future, and the earliest fold, with nothing
+before it, gets the plain mean of the runs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pandas as pd
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
-from kagtools.ensemble.blenders import Blender
+from kagtools.ensemble.blenders import Blender, MeanBlender
 from kagtools.ensemble.scoring import best_threshold
 from kagtools.errors import KagtoolsError
 from kagtools.runs import Run
@@ -83,19 +87,20 @@ class NestedBlend:
 
 def nested_blend(blender: Blender, level1: Level1, y_enc: np.ndarray, ids: pd.Series, *,
                  metric: str, threshold: bool = False, X: pd.DataFrame | None = None,
-                 X_test: pd.DataFrame | None = None) -> NestedBlend:
+                 X_test: pd.DataFrame | None = None, ordered: bool = False) -> NestedBlend:
     """Fit ``blender`` within folds and on each whole repeat (see the module docstring).
 
     ``y_enc`` is the encoded target in the order of ``ids`` (the training set); ``X`` and
     ``X_test``, when given, are the original features in the order of ``ids`` and of
-    ``level1.test_ids``.
+    ``level1.test_ids``. ``ordered``: the folds are in time order (walk-forward fitting).
     """
     # Level-2 problems are small: BLAS threads only add contention (10-30x slower when loaded).
     with threadpool_limits(limits=1, user_api="blas"):
-        return _nested_blend(blender, level1, y_enc, ids, metric=metric, threshold=threshold, X=X, X_test=X_test)
+        return _nested_blend(blender, level1, y_enc, ids, metric=metric, threshold=threshold, X=X, X_test=X_test,
+                             ordered=ordered)
 
 
-def _nested_blend(blender, level1, y_enc, ids, *, metric, threshold, X, X_test) -> NestedBlend:
+def _nested_blend(blender, level1, y_enc, ids, *, metric, threshold, X, X_test, ordered) -> NestedBlend:
     keys = level1.keys
     pos_all = pd.Index(ids).get_indexer(keys["id"])
     if (pos_all < 0).any():
@@ -111,9 +116,13 @@ def _nested_blend(blender, level1, y_enc, ids, *, metric, threshold, X, X_test) 
         P, y = level1.P[:, rows], y_enc[pos]
         Xr = X.iloc[pos].reset_index(drop=True) if X is not None else None
         for f in np.unique(fold):
-            tr, va = fold != f, fold == f
+            tr, va = (fold < f) if ordered else (fold != f), fold == f
             if not tr.any():
-                raise KagtoolsError("a blend needs at least two folds to fit within folds")
+                if not ordered:
+                    raise KagtoolsError("a blend needs at least two folds to fit within folds")
+                # The earliest fold in time: nothing earlier to fit on, so the unfitted mean.
+                nested[rows[va]] = MeanBlender(task=blender.task).fit(P[:, va], y[va]).predict(P[:, va])
+                continue
             b = clone(blender).fit(P[:, tr], y[tr], _take(Xr, tr))
             nested[rows[va]] = b.predict(P[:, va], _take(Xr, va))
             if threshold:
