@@ -136,7 +136,8 @@ def main() -> None:
     lines += [
         "",
         f"Profile `{args.profile}`: " + "; ".join(f"`{n}` = `{m}` `{p}`" for n, (m, p) in models.items()) + ".",
-        f"Chosen: `{best.run_id}` (CV {best.score:.4f}); submission {len(sub)} rows `id,score`, scores in "
+        f"Chosen: `{best.run_id}` (CV {best.score:.4f}: Pearson of all OOF rows pooled, not the mean of the "
+        f"fold scores); submission {len(sub)} rows `id,score`, scores in "
         f"[{sub['score'].min():.3f}, {sub['score'].max():.3f}], validated against the sample.",
         f"Whole run {time.perf_counter() - wall:.0f} s (without reused runs' time) with {args.threads} torch "
         f"thread(s); 1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end.",
