@@ -172,39 +172,6 @@ def test_group_cross_encoder_packs_each_anchor_with_its_targets(anchor_rows):
 
 
 @needs_minilm
-def test_prefix_pool_head_reads_the_anchor_and_title_tokens(anchor_rows):
-    import torch
-    from transformers import AutoTokenizer
-
-    from kagtools.models.text import SpanPoolRegressor, _GroupBatches
-    from kagtools.text import local_minilm_path
-
-    model = create_model("hf_group_cross_encoder", max_items=6, seed=0)
-    model.tokenizer_ = AutoTokenizer.from_pretrained(local_minilm_path())
-    X = anchor_rows
-    item_ids = model._tokenize_items(X["target"].tolist())
-    keys, prefixes = model._groups(X)
-    seqs = [model._pack(prefixes[k], [(item_ids[r], int(r), True) for r in X.index[keys == k][:5]])[0]
-            for k in keys.unique()[:2]]
-    inputs = _GroupBatches(model, seqs, None)._collate(seqs)
-    for b, (prefix, _) in enumerate(seqs):  # the mask is exactly [CLS] anchor [SEP] title [SEP]
-        on = inputs["input_ids"][b][inputs["prefix"][b].bool()].tolist()
-        assert on == prefix
-    torch.manual_seed(0)
-    net = SpanPoolRegressor(local_minilm_path(), dropout=0.0, prefix_pool=True).eval()
-    assert net.head.in_features == 3 * net.backbone.config.hidden_size
-    with torch.no_grad():
-        out = net(**inputs)
-        moved = net(**{**inputs, "prefix": inputs["spans"][:, 0]})  # pool other tokens as the prefix
-    assert out.shape == (int(inputs["scored"].sum()),) and torch.isfinite(out).all()
-    assert not torch.allclose(moved, out)  # the head reads the pooled prefix
-    plain = SpanPoolRegressor(local_minilm_path(), dropout=0.0).eval()
-    assert plain.head.in_features == net.backbone.config.hidden_size
-    with torch.no_grad():
-        assert plain(**inputs).shape == out.shape
-
-
-@needs_minilm
 @pytest.mark.slow
 def test_group_cross_encoder_trains_on_real_anchors_and_predicts_in_input_order(anchor_rows):
     import torch

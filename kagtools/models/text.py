@@ -312,27 +312,14 @@ class CrossEncoderRegressor(BaseEstimator):
 
 class SpanPoolRegressor(MeanPoolRegressor):
     """One sequence holds several items (the targets of one anchor); each item's logit comes
-    from the mean of its own tokens, and with ``prefix_pool`` also from the mean of the
-    prefix's tokens (anchor and title) and its elementwise product with the item's."""
+    from the mean of its own tokens."""
 
-    def __init__(self, path: str, dropout: float = 0.1, backbone_dropout: float | None = None,
-                 prefix_pool: bool = False):
-        super().__init__(path, dropout, backbone_dropout)
-        self.prefix_pool = prefix_pool
-        if prefix_pool:
-            self.head = nn.Linear(3 * self.backbone.config.hidden_size, 1)
-
-    def forward(self, input_ids, attention_mask, spans, scored, prefix=None, **kwargs) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask, spans, scored, **kwargs) -> torch.Tensor:
         """``spans`` [batch, items, tokens]: 1 on each item's tokens; ``scored`` [batch, items]:
-        the items to return, flattened row-major (padding and context-only items left out);
-        ``prefix`` [batch, tokens]: 1 on the prefix's tokens."""
+        the items to return, flattened row-major (padding and context-only items left out)."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         hidden = hidden.float()
         pooled = torch.einsum("bil,bld->bid", spans, hidden) / spans.sum(-1, keepdim=True).clamp(min=1.0)
-        if self.prefix_pool:
-            pre = torch.einsum("bl,bld->bd", prefix, hidden) / prefix.sum(-1, keepdim=True).clamp(min=1.0)
-            pre = pre.unsqueeze(1).expand_as(pooled)
-            pooled = torch.cat([pooled, pre, pooled * pre], dim=-1)
         with torch.autocast(hidden.device.type, enabled=False):
             return self.head(self.dropout(pooled)).squeeze(-1)[scored]
 
@@ -395,20 +382,17 @@ class _GroupBatches:
         input_ids = torch.full((len(batch), L), est.tokenizer_.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros((len(batch), L), dtype=torch.long)
         spans = torch.zeros((len(batch), n_items, L))
-        prefix_mask = torch.zeros((len(batch), L))
         scored = torch.zeros((len(batch), n_items), dtype=torch.bool)
         targets = []
-        for b, ((prefix, items), ids) in enumerate(zip(batch, ids_list, strict=True)):
+        for b, ((_, items), ids) in enumerate(zip(batch, ids_list, strict=True)):
             input_ids[b, :len(ids)] = torch.tensor(ids)
             mask[b, :len(ids)] = 1
-            prefix_mask[b, :len(prefix)] = 1.0
             for i, ((_, row, is_scored), (s, e)) in enumerate(zip(items, spans_list[b], strict=True)):
                 spans[b, i, s:e] = 1.0
                 scored[b, i] = is_scored
                 if is_scored and self.y is not None:
                     targets.append(self.y[row])
-        inputs = {"input_ids": input_ids, "attention_mask": mask, "spans": spans, "scored": scored,
-                  "prefix": prefix_mask}
+        inputs = {"input_ids": input_ids, "attention_mask": mask, "spans": spans, "scored": scored}
         if self.y is None:
             return inputs
         return inputs, torch.tensor(targets, dtype=torch.float32)
@@ -430,9 +414,8 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
 
     Parameters are those of :class:`CrossEncoderRegressor`, with ``batch_size`` counted in
     sequences, ``max_length`` the token budget of one sequence, ``max_items`` the most
-    targets in one sequence, ``tta`` the seeded target orders (and context draws) whose
-    logits are averaged at prediction, and ``prefix_pool`` a head that also reads the pooled
-    anchor and title (see :class:`SpanPoolRegressor`).
+    targets in one sequence, and ``tta`` the seeded target orders (and context draws) whose
+    logits are averaged at prediction.
     """
 
     def __init__(self, *, task: str = "regression", model_name: str | None = None,
@@ -440,8 +423,8 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
                  max_items: int = 24, item_tokens: int = 16, epochs: int = 8, batch_size: int = 8,
                  lr: float = 1e-4, layer_decay: float = 0.9, grad_accum: int = 1, weight_decay: float = 0.01,
                  pct_start: float = 0.1, dropout: float = 0.1, backbone_dropout: float | None = None,
-                 patience: int = 0, holdout_frac: float = 0.1, tta: int = 1, prefix_pool: bool = False,
-                 amp: bool = True, device: str | None = None, seed: int = 0):
+                 patience: int = 0, holdout_frac: float = 0.1, tta: int = 1, amp: bool = True,
+                 device: str | None = None, seed: int = 0):
         super().__init__(task=task, model_name=model_name, text_cols=text_cols, max_length=max_length,
                          epochs=epochs, batch_size=batch_size, lr=lr, layer_decay=layer_decay,
                          grad_accum=grad_accum, weight_decay=weight_decay, pct_start=pct_start,
@@ -450,7 +433,6 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
         self.max_items = max_items
         self.item_tokens = item_tokens
         self.tta = tta
-        self.prefix_pool = prefix_pool
 
     # -------------------------------------------------------------------- sequences
 
@@ -519,7 +501,7 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
         train_dl = _GroupBatches(self, None, y, chunker=lambda rng: sequences(train_idx, rng),
                                  shuffle=True)
         hold_dl = _GroupBatches(self, sequences(hold_idx), y) if hold_idx is not None else None
-        self._train(SpanPoolRegressor(path, self.dropout, self.backbone_dropout, self.prefix_pool), train_dl, hold_dl, callbacks)
+        self._train(SpanPoolRegressor(path, self.dropout, self.backbone_dropout), train_dl, hold_dl, callbacks)
         return self
 
     def _predict_sequences(self, X: pd.DataFrame, rng: np.random.Generator, draws: int = 1) -> list[list]:
