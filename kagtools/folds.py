@@ -58,15 +58,19 @@ class Folds:
         return folds.to_numpy(dtype=int)
 
     def splits(self, ids: pd.Series):
-        """Yield ``(repeat, fold, train_idx, valid_idx)`` positional indices into ``ids``."""
+        """Yield ``(repeat, fold, train_idx, valid_idx)`` positional indices into ``ids``.
+
+        Time-ordered folds (``TimeSeriesSplit``) train on every earlier row, the first block
+        that is never validated (fold -1) included; other schemes on every other fold.
+        """
+        ordered = self.scheme.get("splitter") == "TimeSeriesSplit"
         for r in range(self.n_repeats):
             assign = self.assignments(ids, r)
             for f in range(self.n_splits):
                 valid = np.flatnonzero(assign == f)
                 if len(valid) == 0:
                     continue
-                train = np.flatnonzero((assign != f) & (assign >= 0)) if self.scheme.get(
-                    "splitter") != "TimeSeriesSplit" else np.flatnonzero((assign < f) & (assign >= 0))
+                train = np.flatnonzero(assign < f) if ordered else np.flatnonzero((assign != f) & (assign >= 0))
                 yield r, f, train, valid
 
 

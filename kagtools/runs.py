@@ -81,9 +81,10 @@ class Run:
         return s.get("nested", s["cv"])
 
     def oof_matrix(self, repeat: int, ids: pd.Series) -> np.ndarray:
-        """OOF predictions of one repeat, in the order of ``ids`` (shape n x n_pred_cols)."""
+        """OOF predictions of one repeat, in the order of ``ids`` (shape n x n_pred_cols); NaN
+        for rows never validated (the first block of time-ordered folds)."""
         o = self.oof[self.oof["repeat"] == repeat].set_index("id")
-        return o.loc[ids.values, self.pred_cols].to_numpy(dtype=float)
+        return o.reindex(ids.values)[self.pred_cols].to_numpy(dtype=float)
 
 
 def make_run_id(model: str, params: dict[str, Any], seed: int, folds_hash: str, extra: str = "") -> str:

@@ -303,3 +303,42 @@ def test_submit_on_a_multitarget_competition_blends_its_runs(tmp_path, capsys):
     # The chosen run learned both targets: t1 follows a, t2 follows b - a.
     assert np.corrcoef(sub["t1"], test["a"])[0, 1] > 0.9
     assert np.corrcoef(sub["t2"], test["b"] - test["a"])[0, 1] > 0.9
+
+
+def test_time_ordered_competition_from_its_files_trains_blends_and_boosts(tmp_path, capsys):
+    """Test dates after train's: ``init`` picks TimeSeriesSplit; every fold trains on the past
+    (the first block included), blends walk forward and a boost leaves the first fold as it was."""
+    from kagtools.cli import main
+    from kagtools.workflow import open_context
+
+    rng = np.random.default_rng(0)
+    n = 260
+    days = pd.date_range("2021-01-01", periods=n, freq="D")
+    frame = pd.DataFrame({"id": np.arange(n), "date": days.strftime("%Y-%m-%d"), "a": rng.normal(size=n),
+                          "b": rng.normal(size=n)})
+    frame["y"] = 2 * frame["a"] + np.arange(n) / 50 + 0.3 * rng.normal(size=n)
+    data = tmp_path / "data"
+    data.mkdir()
+    frame.iloc[:200].to_csv(data / "train.csv", index=False)
+    test = frame.iloc[200:].drop(columns="y")
+    test.to_csv(data / "test.csv", index=False)
+    pd.DataFrame({"id": test["id"], "y": 0.0}).to_csv(data / "sample_submission.csv", index=False)
+    common = ["--data-dir", str(data), "--workdir", str(tmp_path / "work")]
+    assert main(["init", "ts", *common]) == 0
+    assert main(["submit", "ts", *common]) == 0
+    capsys.readouterr()
+    ctx = open_context("ts", workdir=tmp_path / "work", data_dir=data)
+    assert ctx.spec.cv.splitter == "TimeSeriesSplit"
+    runs = ctx.runs()
+    blends = [r for r in runs if r.meta["kind"] == "blend"]
+    assert blends and all(r.meta["cv_scheme"]["splitter"] == "TimeSeriesSplit" for r in blends)
+    base = next(r for r in runs if r.meta["kind"] == "cv")
+    assert main(["boost", "ts", "--base", base.run_id, "--n-jobs", "1", *common, "--params",
+                 '{"n_estimators": 30, "num_leaves": 4, "min_child_samples": 5}']) == 0
+    boosted = next(r for r in open_context("ts", workdir=tmp_path / "work", data_dir=data).runs()
+                   if r.meta["kind"] == "boost")
+    first = boosted.meta["steps"][0]
+    assert first == 0.0 and any(s > 0 for s in boosted.meta["steps"][1:])
+    b0, f0 = boosted.oof[boosted.oof["fold"] == 0], base.oof[base.oof["fold"] == 0]
+    np.testing.assert_allclose(b0.sort_values("id")["pred"], f0.sort_values("id")["pred"])
+    assert len(boosted.test) == len(test)

@@ -71,3 +71,21 @@ def test_same_seed_same_folds(train, tmp_path):
 
 def test_cv_scheme_roundtrip():
     assert CVScheme(**CVScheme().as_dict()) == CVScheme()
+
+
+def test_time_series_folds_train_on_every_earlier_row():
+    """TimeSeriesSplit: the first block is never validated but is trained on by every fold."""
+    from kagtools.folds import Folds
+
+    train = pd.DataFrame({"id": np.arange(100) + 1000, "y": np.arange(100) % 2,
+                          "t": np.random.default_rng(0).permutation(100)})
+    spec = _spec(splitter="TimeSeriesSplit", n_splits=4, time="t")
+    table = make_folds(train, spec)
+    folds = Folds(table, spec.cv.as_dict(), "h")
+    t = train["t"].to_numpy()
+    seen = []
+    for _r, f, tr, va in folds.splits(train["id"]):
+        assert len(tr) > 0 and t[tr].max() < t[va].min()  # the past only
+        assert set(np.flatnonzero(t < t[va].min())) == set(tr)  # all of the past
+        seen.append(f)
+    assert seen == [0, 1, 2, 3] and (table["fold"] == -1).sum() == 20

@@ -9,7 +9,10 @@ classification), the step is line-searched on those training rows, shrunk by
 result is its own run (``kind = "boost"``).
 
 The base run's OOF predictions on the training rows came from fold models that saw the
-validation rows (as in any stacking on OOF), the usual, small leak of level-2 models.
+validation rows (as in any stacking on OOF), the usual, small leak of level-2 models. With
+time-ordered folds (``TimeSeriesSplit``) each fold learns only from the earlier folds' OOF
+rows, and the earliest validated fold, with none before it, keeps the base predictions (its
+test predictions are left out of the average).
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ def _targets(y_enc: np.ndarray, task: str, k: int) -> np.ndarray:
 
 
 def _fit_fold(learner, fold_features, X, Y, F, X_test, F_test, tr, va, task, learning_rate):
+    tr = tr[np.isfinite(F[tr].reshape(len(tr), -1)).all(axis=1)]  # rows with a base OOF prediction
+    if len(tr) == 0:  # the earliest time-ordered fold: no earlier OOF to learn from, left as it was
+        return _sq(F[va].reshape(len(va), -1)), None, 0.0
     X_tr, X_va, X_te = X.iloc[tr], X.iloc[va], X_test
     if fold_features is not None:
         ff = clone(fold_features)
