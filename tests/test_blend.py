@@ -303,6 +303,17 @@ def test_submit_on_a_multitarget_competition_blends_its_runs(tmp_path, capsys):
     # The chosen run learned both targets: t1 follows a, t2 follows b - a.
     assert np.corrcoef(sub["t1"], test["a"])[0, 1] > 0.9
     assert np.corrcoef(sub["t2"], test["b"] - test["a"])[0, 1] > 0.9
+    # Boosting the worst single run (highest MCRMSE) learns both targets' residuals.
+    from kagtools.workflow import open_context
+
+    ctx = open_context("mt", workdir=tmp_path / "work", data_dir=data)
+    base = max((r for r in ctx.runs() if r.meta["kind"] == "cv"), key=lambda r: r.meta["scores"]["cv"])
+    assert main(["boost", "mt", "--base", base.run_id, "--n-jobs", "1", *common, "--params",
+                 '{"n_estimators": 200, "min_samples_leaf": 3}', "--model", "rf"]) == 0
+    boosted = next(r for r in open_context("mt", workdir=tmp_path / "work", data_dir=data).runs()
+                   if r.meta["kind"] == "boost")
+    assert boosted.pred_cols == base.pred_cols == ["pred_t1", "pred_t2"] and len(boosted.test) == len(test)
+    assert boosted.meta["scores"]["cv"] < base.meta["scores"]["cv"]  # RMSE: the residuals were learned
 
 
 def test_time_ordered_competition_from_its_files_trains_blends_and_boosts(tmp_path, capsys):

@@ -3,8 +3,8 @@
 One gradient-boosting stage (Friedman) with any registered model as the learner, on top of any
 run: in each fold of the shared folds, the learner (a regressor) is fitted on the training
 rows to the negative gradient of the loss at the base run's OOF predictions (the residual
-``y - F`` for regression; ``y - p`` per class on the logit / log-probability scale for
-classification), the step is line-searched on those training rows, shrunk by
+``y - F`` for regression, per target for several targets, with one step for all; ``y - p``
+per class on the logit / log-probability scale for classification), the step is line-searched on those training rows, shrunk by
 ``learning_rate``, and added to the base predictions of the validation and test rows. The
 result is its own run (``kind = "boost"``).
 
@@ -52,7 +52,7 @@ def _from_margin(F: np.ndarray, task: str) -> np.ndarray:
 
 
 def _loss(F: np.ndarray, Y: np.ndarray, task: str) -> float:
-    if task == "regression":
+    if task in ("regression", "multitarget"):
         return float(np.mean((Y - F) ** 2))
     if task == "binary":
         return float(np.mean(np.logaddexp(0, F) - Y * F))
@@ -62,7 +62,7 @@ def _loss(F: np.ndarray, Y: np.ndarray, task: str) -> float:
 def _targets(y_enc: np.ndarray, task: str, k: int) -> np.ndarray:
     if task == "multiclass":
         return np.eye(k)[y_enc]
-    return np.asarray(y_enc, dtype=float).reshape(-1, 1)
+    return np.asarray(y_enc, dtype=float).reshape(len(y_enc), -1)  # one column per target
 
 
 def _fit_fold(learner, fold_features, X, Y, F, X_test, F_test, tr, va, task, learning_rate):
@@ -72,7 +72,8 @@ def _fit_fold(learner, fold_features, X, Y, F, X_test, F_test, tr, va, task, lea
     X_tr, X_va, X_te = X.iloc[tr], X.iloc[va], X_test
     if fold_features is not None:
         ff = clone(fold_features)
-        X_tr = ff.fit_transform(X_tr, Y[tr].argmax(axis=1) if task == "multiclass" else Y[tr, 0])
+        y_ff = Y[tr].argmax(axis=1) if task == "multiclass" else (Y[tr] if task == "multitarget" else Y[tr, 0])
+        X_tr = ff.fit_transform(X_tr, y_ff)  # the target the CV loop gives fold features
         X_va = ff.transform(X_va)
         X_te = ff.transform(X_test) if X_test is not None else None
     resid = Y[tr] - _from_margin(F[tr], task).reshape(len(tr), -1)
