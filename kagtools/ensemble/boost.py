@@ -3,10 +3,10 @@
 One gradient-boosting stage (Friedman) with any registered model as the learner, on top of any
 run: in each fold of the shared folds, the learner (a regressor) is fitted on the training
 rows to the negative gradient of the loss at the base run's OOF predictions (the residual
-``y - F`` for regression, per target for several targets, with one step for all; ``y - p``
-per class on the logit / log-probability scale for classification), the step is line-searched on those training rows, shrunk by
-``learning_rate``, and added to the base predictions of the validation and test rows. The
-result is its own run (``kind = "boost"``).
+``y - F`` for regression, per target for several targets with one step for all; ``y - p``
+per class on the logit / log-probability scale for classification), the step is
+line-searched on those training rows, shrunk by ``learning_rate``, and added to the base
+predictions of the validation and test rows. The result is its own run (``kind = "boost"``).
 
 The base run's OOF predictions on the training rows came from fold models that saw the
 validation rows (as in any stacking on OOF), the usual, small leak of level-2 models. With

@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
-from kagtools.ensemble.blenders import Blender, MeanBlender
+from kagtools.ensemble.blenders import Blender
 from kagtools.ensemble.scoring import best_threshold
 from kagtools.errors import KagtoolsError
 from kagtools.runs import Run
@@ -120,8 +120,7 @@ def _nested_blend(blender, level1, y_enc, ids, *, metric, threshold, X, X_test, 
             if not tr.any():
                 if not ordered:
                     raise KagtoolsError("a blend needs at least two folds to fit within folds")
-                # The earliest fold in time: nothing earlier to fit on, so the unfitted mean.
-                nested[rows[va]] = MeanBlender(task=blender.task).fit(P[:, va], y[va]).predict(P[:, va])
+                nested[rows[va]] = P[:, va].mean(axis=0)  # the earliest fold in time: the plain mean
                 continue
             b = clone(blender).fit(P[:, tr], y[tr], _take(Xr, tr))
             nested[rows[va]] = b.predict(P[:, va], _take(Xr, va))
