@@ -23,6 +23,7 @@ from kagtools.ensemble.blenders import BLENDERS, make_blender
 from kagtools.ensemble.nested import Level1, load_level1, nested_blend
 from kagtools.ensemble.scoring import needs_threshold
 from kagtools.errors import KagtoolsError
+from kagtools.folds import time_ordered
 from kagtools.metrics import get_metric
 from kagtools.runs import Run, git_sha, make_run_id, versions, write_run
 from kagtools.spec import CompetitionSpec
@@ -109,9 +110,8 @@ def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, 
                 raise KagtoolsError("run test ids are not the training set's test ids")
             X_test = features.X_test.iloc[order].reset_index(drop=True)
     tune = needs_threshold(spec.metric, spec.task) if threshold is None else threshold
-    ordered = (runs[0].meta.get("cv_scheme") or {}).get("splitter") == "TimeSeriesSplit"
     res = nested_blend(blender, level1, y_enc, ids, metric=spec.metric, threshold=tune, X=X, X_test=X_test,
-                       ordered=ordered)
+                       ordered=time_ordered(runs[0].meta.get("cv_scheme")))
     nested = _scores(spec, level1, res.nested, None, y_enc, ids)
     in_sample = _scores(spec, level1, res.in_sample, None, y_enc, ids)
     extra: dict[str, Any] = {}

@@ -19,7 +19,7 @@ from kagtools.errors import KagtoolsError
 from kagtools.io import read_json, write_csv, write_json
 from kagtools.spec import CompetitionSpec, CVScheme
 
-__all__ = ["Folds", "make_folds", "ensure_folds", "data_fingerprint", "SPLITTERS"]
+__all__ = ["Folds", "make_folds", "ensure_folds", "data_fingerprint", "time_ordered", "SPLITTERS"]
 
 # Splitter name -> (class, takes y for stratification, takes groups)
 SPLITTERS = {
@@ -29,6 +29,12 @@ SPLITTERS = {
     "StratifiedGroupKFold": (model_selection.StratifiedGroupKFold, True, True),
     "TimeSeriesSplit": (model_selection.TimeSeriesSplit, False, False),
 }
+
+
+def time_ordered(scheme: dict | None) -> bool:
+    """Whether folds made with ``scheme`` (a ``CVScheme.as_dict()``) follow time: each fold is
+    validated after the folds before it and may learn only from them."""
+    return (scheme or {}).get("splitter") == "TimeSeriesSplit"
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class Folds:
         Time-ordered folds (``TimeSeriesSplit``) train on every earlier row, the first block
         that is never validated (fold -1) included; other schemes on every other fold.
         """
-        ordered = self.scheme.get("splitter") == "TimeSeriesSplit"
+        ordered = time_ordered(self.scheme)
         for r in range(self.n_repeats):
             assign = self.assignments(ids, r)
             for f in range(self.n_splits):

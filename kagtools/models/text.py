@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from torch import nn
 
@@ -303,7 +304,7 @@ class CrossEncoderRegressor(BaseEstimator):
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
         logits = self._learner().predict(self._loader([texts[i] for i in order], None))
         out = np.empty(len(texts), dtype=float)
-        out[order] = 1.0 / (1.0 + np.exp(-logits.astype(float)))
+        out[order] = expit(logits.astype(float))
         return out
 
     def predict_scores(self, X) -> np.ndarray:
@@ -533,9 +534,10 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
         """Scores in [0, 1]: each group of X with its training targets as unscored context;
         the mean logit over ``tta`` seeded orders."""
         X = X.reset_index(drop=True)
+        draws = max(self.tta, 1)
         total = np.zeros(len(X))
-        for seqs in self._predict_sequences(X, np.random.default_rng(self.seed), max(self.tta, 1)):
+        for seqs in self._predict_sequences(X, np.random.default_rng(self.seed), draws):
             logits = self._learner().predict(_GroupBatches(self, seqs, None))
             order = np.array([row for _, items in seqs for _, row, scored in items if scored])
             total[order] += logits.astype(float)
-        return 1.0 / (1.0 + np.exp(-total / max(self.tta, 1)))
+        return expit(total / draws)
