@@ -33,15 +33,10 @@ _LGBM = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 15, "min_chil
 
 # The cross-encoder reads an anchor with many of its targets at once (hf_group_cross_encoder):
 # ~4x fewer tokens per row than a pair cross-encoder, so a CPU affords several epochs over
-# every row. Measured on fold 0 (all training rows, MiniLM): pair cross-encoder 1 epoch 0.708,
-# 10,000 rows x 3 epochs 0.699; group cross-encoder 6 epochs 0.738 (lr 2e-4; 1e-4: 0.733,
-# 4e-4: 0.726). No dropout (head and encoder) 0.741, and the mean logit over 8 seeded target
-# orders at prediction (tta) 0.750 (4: 0.748); batch 4 0.750 (tta 8, 1.3x slower); 48 targets
-# per sequence 0.746 (tta 1) / 0.748 (tta 8); an EMA of the weights 0.751 and a learned mix of
-# the last four layers 0.748 (fold 0); a head also reading the pooled anchor and title 0.7525 on
-# fold 0 but 0.7544 +- 0.0083 over five folds (this recipe: 0.7551), squared error instead of BCE
-# 0.7533 on fold 0 but 0.7546 +- 0.0058 over five folds, auxiliary lexical-similarity heads 0.751
-# and anchor/synonym-target swaps 0.746 (fold 0), all dropped. See BENCHMARKS.md for all folds.
+# every row. Measured on fold 0 (all training rows, MiniLM): pair cross-encoder 1 epoch 0.708;
+# group cross-encoder 6 epochs 0.738 (lr 2e-4; 1e-4: 0.733, 4e-4: 0.726), no dropout 0.741,
+# and the mean logit over 8 seeded target orders at prediction (tta) 0.750. Five folds:
+# BENCHMARKS.md. The variants tried and dropped, with their scores: docs/patent.md.
 _GROUP = {"epochs": 6, "batch_size": 8, "lr": 2e-4, "max_items": 24, "dropout": 0.0, "backbone_dropout": 0.0,
           "tta": 8}
 
