@@ -27,7 +27,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, logit, softmax
 from sklearn.base import clone
 
-from kagtools.cv import TrainingSet, encode_target, score_oof
+from kagtools.cv import TrainingSet, encode_target, fold_frames, score_oof
+from kagtools.cv import _squeeze as _sq
 from kagtools.errors import KagtoolsError
 from kagtools.folds import Folds
 from kagtools.models import create_model
@@ -65,17 +66,11 @@ def _targets(y_enc: np.ndarray, task: str, k: int) -> np.ndarray:
     return np.asarray(y_enc, dtype=float).reshape(len(y_enc), -1)  # one column per target
 
 
-def _fit_fold(learner, fold_features, X, Y, F, X_test, F_test, tr, va, task, learning_rate):
+def _fit_fold(learner, fold_features, X, y_enc, Y, F, X_test, F_test, tr, va, task, learning_rate):
     tr = tr[np.isfinite(F[tr].reshape(len(tr), -1)).all(axis=1)]  # rows with a base OOF prediction
     if len(tr) == 0:  # the earliest time-ordered fold: no earlier OOF to learn from, left as it was
         return _sq(F[va].reshape(len(va), -1)), None, 0.0
-    X_tr, X_va, X_te = X.iloc[tr], X.iloc[va], X_test
-    if fold_features is not None:
-        ff = clone(fold_features)
-        y_ff = Y[tr].argmax(axis=1) if task == "multiclass" else (Y[tr] if task == "multitarget" else Y[tr, 0])
-        X_tr = ff.fit_transform(X_tr, y_ff)  # the target the CV loop gives fold features
-        X_va = ff.transform(X_va)
-        X_te = ff.transform(X_test) if X_test is not None else None
+    X_tr, X_va, X_te = fold_frames(fold_features, X, y_enc, X_test, tr, va)  # as the CV loop fits them
     resid = Y[tr] - _from_margin(F[tr], task).reshape(len(tr), -1)
     h_tr, h_va, h_te = [], [], []
     for c in range(Y.shape[1]):  # one regressor per class column
@@ -90,10 +85,6 @@ def _fit_fold(learner, fold_features, X, Y, F, X_test, F_test, tr, va, task, lea
     valid = _sq(F[va].reshape(len(va), -1) + step * h_va)
     test = _sq(F_test + step * h_te) if X_te is not None else None
     return valid, test, float(step)
-
-
-def _sq(a: np.ndarray) -> np.ndarray:
-    return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
 
 
 def boost_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, base: Run, *, root, model: str = "lgbm",
@@ -131,7 +122,7 @@ def boost_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, base: Run,
     splits = list(folds.splits(data.ids))
     oofs = {r: base.oof_matrix(r, data.ids) for r in sorted({s[0] for s in splits})}
     margins = {r: _to_margin(_sq(o), task) for r, o in oofs.items()}
-    jobs = (joblib.delayed(_fit_fold)(learner, data.fold_features, data.X, Y, margins[r], data.X_test, F_test,
+    jobs = (joblib.delayed(_fit_fold)(learner, data.fold_features, data.X, y_enc, Y, margins[r], data.X_test, F_test,
                                       tr, va, task, learning_rate) for r, f, tr, va in splits)
     n_jobs = n_jobs if getattr(learner, "parallel_folds", True) else 1
     results = joblib.Parallel(n_jobs=n_jobs)(jobs)
