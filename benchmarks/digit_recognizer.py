@@ -18,11 +18,11 @@ from pathlib import Path
 import joblib
 import torch
 
-from kagtools.blend import auto_blend
-from kagtools.cv import encode_target
-from kagtools.pipeline import pipeline_models
-from kagtools.table import format_table
-from kagtools.workflow import choose_best, make_submission, open_context, run_model
+from kagtools.core.engine import encode_target
+from kagtools.core.table import format_table
+from kagtools.ensemble.blend import auto_blend
+from kagtools.workflow.context import choose_best, make_submission, open_context, run_model
+from kagtools.workflow.pipeline import pipeline_models
 
 SLUG = "digit-recognizer"
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         run = run_model(ctx, model, params)
         seconds[name] = time.perf_counter() - start
         runs.append(run)
-        s = run.meta["scores"]
+        s = run.record.scores
         rows.append({"model": f"{name} ({model})", "cv accuracy": f"{s['cv']:.4f} +- {s['cv_std']:.4f}",
                      "seconds (all folds)": f"{seconds[name]:.0f}"})
     cnn_name, (cnn_model, cnn_params) = next((n, m) for n, m in models.items() if m[0] == "digit_cnn")
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     tset = ctx.training_set
     blends = auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root)
     for b in blends:
-        s = b.meta["scores"]
-        rows.append({"model": f"blend {b.meta.get('method', b.run_id)}", "cv accuracy": f"{s['cv']:.4f} +- {s['cv_std']:.4f}",
+        s = b.record.scores
+        rows.append({"model": f"blend {b.record.method}", "cv accuracy": f"{s['cv']:.4f} +- {s['cv_std']:.4f}",
                      "seconds (all folds)": "-"})
     best = choose_best(ctx, runs + blends)
     path = make_submission(ctx, best)

@@ -21,11 +21,11 @@ import pandas as pd
 from scipy.special import expit
 
 from benchmarks.record import record
-from kagtools.blend import AUTO_METHODS, auto_blend, blend
+from kagtools.core.metrics import get_metric
+from kagtools.core.runs import write_run
+from kagtools.core.spec import CompetitionSpec, list_specs
 from kagtools.ensemble import load_level1
-from kagtools.metrics import get_metric
-from kagtools.runs import write_run
-from kagtools.spec import CompetitionSpec, list_specs
+from kagtools.ensemble.blend import AUTO_METHODS, auto_blend, blend
 
 
 def _fmt(x: float | None) -> str:
@@ -34,30 +34,30 @@ def _fmt(x: float | None) -> str:
 
 def _extra_titanic_runs(ctx) -> str:
     """A bagged LightGBM and a boosted logistic regression beside the pipeline's runs."""
-    from kagtools.bagging import bagged_cv
+    from kagtools.ensemble.bagging import bagged_cv
     from kagtools.ensemble.boost import boost_run
-    from kagtools.pipeline import pipeline_models
+    from kagtools.workflow.pipeline import pipeline_models
 
     models = pipeline_models(ctx.spec)
-    runs = {r.meta.get("model"): r for r in ctx.runs()}
+    runs = {r.record.model: r for r in ctx.runs()}
     lgbm_params = models["lgbm"][1]
-    bag = next((r for r in ctx.runs() if r.meta.get("kind") == "bag"), None) or bagged_cv(
+    bag = next((r for r in ctx.runs() if r.record.kind == "bag"), None) or bagged_cv(
         ctx, "lgbm", lgbm_params, n_bags=5, n_jobs=2)
-    boost = next((r for r in ctx.runs() if r.meta.get("kind") == "boost"), None) or boost_run(
+    boost = next((r for r in ctx.runs() if r.record.kind == "boost"), None) or boost_run(
         ctx.spec, ctx.training_set, ctx.folds, runs["logreg"], root=ctx.root, model="lgbm",
         params={"n_estimators": 100, "learning_rate": 0.03, "num_leaves": 8, "min_child_samples": 10}, n_jobs=2)
     return (f"Bagging: LightGBM over 5 seeds {bag.score:.4f} (single seeds: "
-            f"{', '.join(f'{x:.4f}' for x in bag.meta['bag_scores'])}; the pipeline's run {runs['lgbm'].score:.4f}). "
+            f"{', '.join(f'{x:.4f}' for x in bag.record.details["bag_scores"])}; the pipeline's run {runs['lgbm'].score:.4f}). "
             f"Boosting: LightGBM on the logistic regression's OOF residuals {boost.score:.4f} "
             f"(the logistic regression alone {runs['logreg'].score:.4f}; steps "
-            f"{np.mean(boost.meta['steps']):.2f} on average).")
+            f"{np.mean(boost.record.details["steps"]):.2f} on average).")
 
 
 def competition_section(slug: str, workdir: Path, *, train: bool) -> str | None:
-    from kagtools.workflow import choose_best, open_context, run_pipeline_models
+    from kagtools.workflow.context import choose_best, open_context, run_pipeline_models
 
     ctx = open_context(slug, workdir=workdir)
-    singles = [r for r in ctx.runs() if r.meta.get("kind", "cv") == "cv"]
+    singles = [r for r in ctx.runs() if r.record.kind == "cv"]
     if len(singles) < 2 and train:
         singles = run_pipeline_models(ctx, n_jobs=1)
     if len(singles) < 2:
@@ -82,25 +82,25 @@ def competition_section(slug: str, workdir: Path, *, train: bool) -> str | None:
         "|---|---|---|---|---|---|---|",
     ]
     for r in sorted(singles + blends, key=lambda r: -metric.sign() * r.score):
-        s = r.meta["scores"]
-        w = sorted(((v, k) for k, v in (r.meta.get("weights") or {}).items() if v > 0.005), reverse=True)[:3]
-        lines.append(f"| {r.meta.get('model')} | {r.meta.get('kind', 'cv')} | {r.score:.4f} +- {s.get('cv_std', 0):.4f} "
+        s = r.record.scores
+        w = sorted(((v, k) for k, v in (r.record.weights or {}).items() if v > 0.005), reverse=True)[:3]
+        lines.append(f"| {r.record.model} | {r.record.kind} | {r.score:.4f} +- {s.get('cv_std', 0):.4f} "
                      f"| {', '.join(f'{x:.4f}' for x in s['repeats'])} | {_fmt(s.get('in_sample'))} "
-                     f"| {r.meta.get('threshold', '-')} | {', '.join(f'{k} {v:.2f}' for v, k in w)} |")
+                     f"| {r.record.threshold} | {', '.join(f'{k} {v:.2f}' for v, k in w)} |")
     verdict = "at least" if not metric.better(best_single.score, best_blend.score) else "BELOW"
     lines += [
         "",
-        f"Best single run: **{best_single.meta['model']} {best_single.score:.4f}**; best blend by nested OOF: "
-        f"**{best_blend.meta['model']} {best_blend.score:.4f}** ({verdict} the best single run); chosen for the "
-        f"submission by nested score: **{chosen.meta['model']}**. All {len(blends)} blends took {seconds:.1f} s.",
+        f"Best single run: **{best_single.record.model} {best_single.score:.4f}**; best blend by nested OOF: "
+        f"**{best_blend.record.model} {best_blend.score:.4f}** ({verdict} the best single run); chosen for the "
+        f"submission by nested score: **{chosen.record.model}**. All {len(blends)} blends took {seconds:.1f} s.",
     ]
     if extra:
-        pool = [r for r in ctx.runs() if r.meta.get("kind") in ("cv", "bag", "boost")]
+        pool = [r for r in ctx.runs() if r.record.kind in ("cv", "bag", "boost")]
         wide = auto_blend(ctx.spec, pool, tset.y, tset.ids, root=ctx.root, features=tset)
         top = sorted(wide, key=lambda r: -metric.sign() * r.score)[:3]
         lines += ["", extra, "",
                   f"Blending all {len(pool)} runs (pipeline + bagged + boosted): best blends "
-                  + ", ".join(f"{b.meta['method']} {b.score:.4f} (in-sample {b.meta['scores']['in_sample']:.4f})"
+                  + ", ".join(f"{b.record.method} {b.score:.4f} (in-sample {b.record.scores['in_sample']:.4f})"
                               for b in top) + "."]
     return "\n".join(lines)
 
@@ -130,12 +130,12 @@ def speed_section() -> str:
         for metric in ("roc_auc", "accuracy"):
             spec = CompetitionSpec(slug="speed", task="binary", id_col="id", target_cols=("y",), metric=metric)
             for method in AUTO_METHODS:
-                fresh = [type(r)(r.path, r.meta) for r in runs]  # nothing cached: reads included
+                fresh = [type(r)(r.path, r.record) for r in runs]  # nothing cached: reads included
                 start = time.perf_counter()
                 blend(spec, fresh, y, ids, root=Path(tmp) / "out", method=method)
                 rows.append(f"| {method} ({metric}) | {time.perf_counter() - start:.2f} |")
             if metric == "roc_auc":
-                fresh = [type(r)(r.path, r.meta) for r in runs]
+                fresh = [type(r)(r.path, r.record) for r in runs]
                 start = time.perf_counter()
                 load_level1(fresh)
                 load = time.perf_counter() - start

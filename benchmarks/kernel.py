@@ -23,7 +23,7 @@ SLUG = "titanic"
 
 
 def main() -> None:
-    from kagtools.kernel import build_kernel
+    from kagtools.kaggle.kernel import build_kernel
 
     mirror = Path(os.environ.get("KAGTOOLS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
     os.environ["KAGTOOLS_DATA_DIR"] = str(mirror)

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.record import record
-from kagtools.cli import main
-from kagtools.table import format_table
-from kagtools.workflow import open_context, run_model
+from kagtools.cli.main import main
+from kagtools.core.table import format_table
+from kagtools.workflow.context import open_context, run_model
 
 PIPELINE = {
     "cf_biases": "user+item+sitting biases",
@@ -88,16 +88,16 @@ def run(workdir: Path) -> str:
     ctx = open_context("movielens", workdir=workdir)
     rows = []
     for r in ctx.runs():
-        s = r.meta["scores"]
-        what = "blend of the pipeline's runs" if r.meta.get("kind") == "blend" else PIPELINE.get(r.meta.get("model"))
-        rows.append({"model": r.meta.get("model"), "what": f"pipeline: {what}",
+        s = r.record.scores
+        what = "blend of the pipeline's runs" if r.record.kind == "blend" else PIPELINE.get(r.record.model)
+        rows.append({"model": r.record.model, "what": f"pipeline: {what}",
                      "cv rmse": s.get("nested", s["cv"]), "std": s.get("cv_std", 0.0),
-                     "seconds": r.meta.get("wall_seconds", 0.0)})
+                     "seconds": r.record.wall_seconds})
     for label, (model, params) in BASELINES.items():
         r = run_model(ctx, model, {"user_col": "userId", "item_col": "movieId", **params}, n_jobs=-1)
-        s = r.meta["scores"]
+        s = r.record.scores
         rows.append({"model": model, "what": f"baseline: {label}", "cv rmse": s["cv"], "std": s["cv_std"],
-                     "seconds": r.meta["wall_seconds"]})
+                     "seconds": r.record.wall_seconds})
     svd = surprise_svd(ctx)
     if svd is not None:
         rows.append({"model": "surprise SVD", "what": "scikit-surprise SVD, default parameters",

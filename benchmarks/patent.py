@@ -25,8 +25,8 @@ import pandas as pd
 from scipy.stats import pearsonr
 
 from benchmarks.record import record
-from kagtools.folds import Folds, make_folds
-from kagtools.spec import CVScheme
+from kagtools.core.folds import Folds, make_folds
+from kagtools.core.spec import CVScheme
 
 SLUG = "us-patent-phrase-to-phrase-matching"
 
@@ -43,12 +43,12 @@ def _row(name: str, validation: str, folds: list[float], seconds: str) -> str:
 def main() -> None:
     import torch
 
-    from kagtools.blend import auto_blend
+    from kagtools.core.runs import make_run_id
+    from kagtools.ensemble.blend import auto_blend
     from kagtools.errors import KagtoolsError
     from kagtools.models import create_model
-    from kagtools.pipeline import pipeline_models
-    from kagtools.runs import make_run_id
-    from kagtools.workflow import choose_best, make_submission, open_context, run_model
+    from kagtools.workflow.context import choose_best, make_submission, open_context, run_model
+    from kagtools.workflow.pipeline import pipeline_models
     from pipelines.us_patent_phrase_to_phrase_matching import anchor_overlap
 
     ap = argparse.ArgumentParser()
@@ -107,8 +107,8 @@ def main() -> None:
             print(f"{name}: cv {model} {params}", flush=True)
             run = run_model(ctx, model, params)
         runs.append(run)
-        per_fold = [f["score"] for f in run.meta["scores"]["folds"]]
-        secs = run.meta["fold_seconds"]
+        per_fold = [f["score"] for f in run.record.scores["folds"]]
+        secs = run.record.fold_seconds
         lines.append(_row(f"{name} (`{model}`)", "anchor-grouped", per_fold,
                           f"{sum(secs):.0f} ({np.mean(secs):.0f} per fold)"))
         if model == "similarity_lgbm":
@@ -128,8 +128,8 @@ def main() -> None:
 
     blends = auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports, features=tset)
     for b in blends:
-        per_fold = [f["score"] for f in b.meta["scores"]["folds"]]
-        lines.append(_row(f"blend `{b.meta['method']}`", "anchor-grouped, nested", per_fold, "-"))
+        per_fold = [f["score"] for f in b.record.scores["folds"]]
+        lines.append(_row(f"blend `{b.record.method}`", "anchor-grouped, nested", per_fold, "-"))
     best = choose_best(ctx, runs + blends)
     path = make_submission(ctx, best)
     sub = pd.read_csv(path)

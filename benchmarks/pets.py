@@ -18,11 +18,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from kagtools.core.table import format_table
+from kagtools.dl.images import AugmentConfig, ImageModel, augment_batch
 from kagtools.dl.trainer import seed_everything
-from kagtools.dl.vision import AugmentConfig, ImageModel, augment_batch
 from kagtools.dl.weights import create_timm_model
 from kagtools.models import create_model
-from kagtools.table import format_table
 from pipelines.oxford_iiit_pet import PROFILES
 
 DATA = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "oxford-iiit-pet"

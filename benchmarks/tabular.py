@@ -5,7 +5,7 @@ sample_submission.csv) in a temporary directory, runs ``kagtools init``'s infere
 metric, advisor's split), then on the SAME folds:
 
 - ``lgbm default``: LightGBM's own defaults (100 trees, learning rate 0.1) on the raw columns;
-- every default model on :class:`~kagtools.autofeatures.AutoFeatures` (fitted in each fold);
+- every default model on :class:`~kagtools.features.auto.AutoFeatures` (fitted in each fold);
 - the blends ``kagtools submit`` tries, scored nested (weights fitted within folds);
 - ``default path``: the run ``kagtools submit`` chooses.
 
@@ -29,11 +29,11 @@ import pandas as pd
 from sklearn import datasets
 
 from benchmarks.record import record
-from kagtools.blend import auto_blend
-from kagtools.cv import TrainingSet, cross_validate
-from kagtools.inference import infer_spec, write_inferred_spec
-from kagtools.metrics import get_metric
-from kagtools.workflow import choose_best, open_context, run_pipeline_models
+from kagtools.analysis.spec_inference import infer_spec, write_inferred_spec
+from kagtools.core.engine import TrainingSet, cross_validate
+from kagtools.core.metrics import get_metric
+from kagtools.ensemble.blend import auto_blend
+from kagtools.workflow.context import choose_best, open_context, run_pipeline_models
 
 MIRROR = Path(os.environ.get("KAGTOOLS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -99,15 +99,15 @@ def run_dataset(name: str, data_dir: Path, workdir: Path, *, n_jobs: int) -> dic
     blends = auto_blend(spec, singles, tset.y, tset.ids, root=ctx.root, features=tset)
     chosen = choose_best(ctx, singles + blends)
     path_seconds = time.perf_counter() - t0
-    s = base.meta["scores"]
+    s = base.record.scores
     return {
         "name": name, "rows": len(tset.X), "task": spec.task, "metric": metric.name,
         "direction": "higher" if metric.greater_is_better else "lower",
         "split": f"{folds.scheme['splitter']} {folds.n_splits}x{folds.n_repeats}",
         "base": s["cv"], "base_std": s["cv_std"], "base_seconds": base_seconds,
-        "singles": {r.meta["model"]: r.meta["scores"]["cv"] for r in singles},
-        "chosen": chosen.score, "chosen_run": chosen.meta.get("model"),
-        "chosen_std": chosen.meta["scores"].get("cv_std", 0.0), "path_seconds": path_seconds,
+        "singles": {r.record.model: r.record.scores["cv"] for r in singles},
+        "chosen": chosen.score, "chosen_run": chosen.record.model,
+        "chosen_std": chosen.record.scores.get("cv_std", 0.0), "path_seconds": path_seconds,
         "at_least_as_good": metric.better(chosen.score, s["cv"]) or chosen.score == s["cv"],
         "seconds": time.perf_counter() - start,
     }

@@ -27,10 +27,11 @@ os.environ.setdefault("KAGTOOLS_DATA_DIR", str(Path(__file__).resolve().parents[
 from optuna.trial import TrialState  # noqa: E402
 
 from benchmarks.record import record  # noqa: E402
-from kagtools.cv import cross_validate  # noqa: E402
-from kagtools.folds import ensure_folds  # noqa: E402
+from kagtools.core.engine import cross_validate  # noqa: E402
+from kagtools.core.folds import ensure_folds  # noqa: E402
 from kagtools.tuning import FoldObjective, ModelSpace, Tuning, run_workers, tune  # noqa: E402
-from kagtools.workflow import make_submission, open_context  # noqa: E402
+from kagtools.workflow.context import make_submission, open_context  # noqa: E402
+from kagtools.workflow.pipeline import pipeline_models  # noqa: E402
 
 TRIALS = 100
 PG_TRIALS = 20
@@ -67,7 +68,7 @@ def throwaway_postgres() -> Iterator[str]:
 def _cv(ctx, params, folds=None) -> tuple[float, float]:
     run = cross_validate(ctx.spec, ctx.training_set, folds or ctx.folds, "lgbm", params,
                          root=ctx.workdir / "scratch", n_jobs=1, save_models=False)
-    s = run.meta["scores"]
+    s = run.record.scores
     return s["cv"], s["cv_std"]
 
 
@@ -75,22 +76,21 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kagtools-bench-tuning-"))
     ctx = open_context("titanic", workdir=work)
     lines = []
+    pipeline_params = dict(pipeline_models(ctx.spec)["lgbm"][1])  # what `kagtools tune` starts from
 
     # 1. 100 trials, 2 workers, median pruning (default SQLite study), then without pruning.
     load = {"start": os.getloadavg()[0]}
     start = time.perf_counter()
-    pruned, run, _ = tune(ctx, "lgbm", n_trials=TRIALS, n_jobs=2, pruner="median", study_name="bench-median")
+    pruned, run, _ = tune(ctx, "lgbm", n_trials=TRIALS, n_jobs=2, pruner="median", study_name="bench-median",
+                          base_params=pipeline_params)
     t_pruned_total = time.perf_counter() - start
     start = time.perf_counter()
     unpruned, _, _ = tune(ctx, "lgbm", n_trials=TRIALS, n_jobs=2, pruner="none", study_name="bench-none",
-                          run_best=False, reports=False)
+                          base_params=pipeline_params, run_best=False, reports=False)
     t_unpruned_total = time.perf_counter() - start
     load["tuned"] = os.getloadavg()[0]
 
     # 2. Tuned vs default, on the tuning folds and on fresh folds (another seed) of the same rows.
-    from kagtools.pipeline import pipeline_models
-
-    pipeline_params = dict(pipeline_models(ctx.spec)["lgbm"][1])
     fresh_spec = replace(ctx.spec, cv=replace(ctx.spec.cv, seed=7))
     fresh = ensure_folds(ctx.data.train, fresh_spec, work / "fresh")
     rows = []

@@ -1,5 +1,5 @@
 """`python -m kagtools ...`: the same as the `kagtools` command."""
 
-from kagtools.cli import main
+from kagtools.cli.main import main
 
 raise SystemExit(main())

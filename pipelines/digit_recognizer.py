@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kagtools.cv import TrainingSet
-from kagtools.data import CompetitionData
-from kagtools.spec import CompetitionSpec
+from kagtools.core.data import CompetitionData
+from kagtools.core.engine import TrainingSet
+from kagtools.core.spec import CompetitionSpec
 
 __all__ = ["features", "MODELS", "PROFILES", "default_profile"]
 

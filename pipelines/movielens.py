@@ -23,10 +23,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.model_selection import KFold
 
-from kagtools.cv import TrainingSet
-from kagtools.data import CompetitionData, read_csv
+from kagtools.core.data import CompetitionData, read_csv
+from kagtools.core.engine import TrainingSet
+from kagtools.core.spec import CompetitionSpec
 from kagtools.models.recsys import Biases
-from kagtools.spec import CompetitionSpec
 
 __all__ = ["features", "RatingStats", "load_movies", "MODELS", "PROFILES", "default_profile",
            "plot_item_embeddings", "WELL_KNOWN"]
@@ -201,7 +201,7 @@ def plot_item_embeddings(item_ids, factors: np.ndarray, movies: pd.DataFrame, pa
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
 
-    from kagtools.io import atomic_path
+    from kagtools.core.io import atomic_path
 
     item_ids = np.asarray(item_ids)
     keep = np.ones(len(item_ids), bool)

@@ -14,10 +14,10 @@ import re
 
 import pandas as pd
 
-from kagtools.cv import TrainingSet
-from kagtools.data import CompetitionData
+from kagtools.core.data import CompetitionData
+from kagtools.core.engine import TrainingSet
+from kagtools.core.spec import CompetitionSpec
 from kagtools.errors import KagtoolsError
-from kagtools.spec import CompetitionSpec
 
 __all__ = ["features", "breed_from_filename", "MODELS", "PROFILES", "default_profile"]
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from kagtools.cv import TrainingSet
-from kagtools.data import CompetitionData
-from kagtools.spec import CompetitionSpec
+from kagtools.core.data import CompetitionData
+from kagtools.core.engine import TrainingSet
+from kagtools.core.spec import CompetitionSpec
 
 __all__ = ["features", "FamilySurvival", "MODELS"]
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kagtools.cv import TrainingSet
-from kagtools.data import CompetitionData, read_csv, require_columns
+from kagtools.core.data import CompetitionData, read_csv, require_columns
+from kagtools.core.engine import TrainingSet
+from kagtools.core.spec import CompetitionSpec
 from kagtools.errors import KagtoolsError
-from kagtools.spec import CompetitionSpec
-from kagtools.text import sentence_embeddings, similarity_features
+from kagtools.features.phrases import sentence_embeddings, similarity_features
 
 __all__ = ["features", "context_titles", "anchor_overlap", "eda_notes", "PROFILES", "MODELS", "default_profile"]
 

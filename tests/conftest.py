@@ -34,3 +34,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def make_record(run_id: str, **fields):
+    """A :class:`RunRecord` for hand-made test runs: what a test does not say gets a neutral default."""
+    from kagtools.core.runs import RunRecord
+
+    defaults = {"slug": "syn", "kind": "cv", "model": run_id, "task": "binary", "pred_cols": ["pred"],
+                "scores": {"cv": 0.0}, "folds_hash": "h"}
+    return RunRecord(run_id=run_id, **{**defaults, **fields})

@@ -6,9 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kagtools.advisor import adversarial_auc, advise, compare_schemes, leak_probe, naive_scheme
-from kagtools.data import CompetitionData
-from kagtools.spec import CompetitionSpec, CVScheme
+from kagtools.analysis.split_advisor import (
+    adversarial_auc,
+    advise,
+    compare_schemes,
+    leak_probe,
+    naive_scheme,
+)
+from kagtools.core.data import CompetitionData
+from kagtools.core.spec import CompetitionSpec, CVScheme
+from kagtools.workflow.pipeline import build_training_set
 
 
 def grouped(n_users: int = 60, rows: int = 8, seed: int = 0, user_offset: int = 0) -> pd.DataFrame:
@@ -119,7 +126,7 @@ def test_compare_schemes_shows_the_optimism_of_a_naive_split(tmp_path):
     spec = CompetitionSpec(slug="toy", task="regression", id_col="id", target_cols=("y",), metric="rmse",
                            cv=CVScheme(splitter="GroupKFold", n_splits=5, group="user"))
     data = CompetitionData(train=train, test=test, sample_submission=None, data_dir=tmp_path)
-    rows = compare_schemes(spec, data, {"naive": naive_scheme(spec), "spec": spec.cv},
+    rows = compare_schemes(spec, data, build_training_set(spec, data), {"naive": naive_scheme(spec), "spec": spec.cv},
                            params={"n_estimators": 60, "min_child_samples": 5})
     scores = {r["scheme"]: r["cv"] for r in rows}
     assert rows[0]["splitter"] == "KFold" and rows[1]["group"] == "user"
@@ -154,7 +161,7 @@ def test_advisor_groups_real_us_patent_by_anchor(mirror):
 
 
 def test_folds_verb_explains_and_compares(tmp_path, capsys):
-    from kagtools.cli import main
+    from kagtools.cli.main import main
 
     train = grouped(n_users=40, rows=6, seed=0)
     test = grouped(n_users=10, rows=6, seed=1, user_offset=40).drop(columns="y")

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kagtools.autofeatures import AutoFeatures, column_kinds
-from kagtools.cv import TrainingSet, cross_validate
-from kagtools.data import CompetitionData
-from kagtools.folds import ensure_folds
-from kagtools.pipeline import default_features
-from kagtools.spec import CompetitionSpec, CVScheme
+from kagtools.core.data import CompetitionData
+from kagtools.core.engine import TrainingSet, cross_validate
+from kagtools.core.folds import ensure_folds
+from kagtools.core.spec import CompetitionSpec, CVScheme
+from kagtools.features.auto import AutoFeatures, column_kinds
+from kagtools.workflow.pipeline import default_features
 
 WORDS = np.array(["red", "quick", "fox", "lazy", "dog", "jumps", "over", "blue", "cat", "sleeps"])
 
@@ -73,7 +73,7 @@ def _cv_auc(X: pd.DataFrame, y: np.ndarray, tmp_path) -> float:
     tset = TrainingSet(X=X, y=pd.Series(y), ids=ids, fold_features=AutoFeatures(), name="auto")
     run = cross_validate(spec, tset, folds, "lgbm", {"n_estimators": 80, "min_child_samples": 5},
                          root=tmp_path, save_models=False)
-    return run.meta["scores"]["cv"]
+    return run.record.scores["cv"]
 
 
 def test_target_encoding_and_text_model_do_not_leak(tmp_path):

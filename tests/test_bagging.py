@@ -1,4 +1,4 @@
-"""Bagging: the averaged run is the mean of its bags; bootstrap samples rows with replacement."""
+"""Bagging: the bagged run is the mean of its members; bootstrap samples rows with replacement."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from kagtools.bagging import Bootstrap, bagged_cv
-from kagtools.cv import cross_validate
+from kagtools.core.engine import cross_validate
+from kagtools.ensemble.bagging import bagged_cv
+from kagtools.models.bag import Bag
 from kagtools.errors import KagtoolsError
 
 
@@ -18,9 +19,9 @@ def _xy(n=300, seed=0):
     return X, (X["a"] + 0.5 * rng.normal(size=n) > 0).astype(int).to_numpy()
 
 
-def test_bootstrap_model_fits_a_resample_and_follows_the_seed():
+def test_bootstrap_bag_fits_resamples_and_follows_the_seed():
     X, y = _xy()
-    m = Bootstrap(model="rf", params={"n_estimators": 20}, task="binary", seed=1)
+    m = Bag(model="rf", params={"n_estimators": 20}, n_bags=1, bootstrap=True, task="binary", seed=1)
     assert clone(m).get_params()["params"] == {"n_estimators": 20}
     p1 = m.fit(X, y).predict_scores(X)
     p1_again = clone(m).fit(X, y).predict_scores(X)
@@ -32,37 +33,45 @@ def test_bootstrap_model_fits_a_resample_and_follows_the_seed():
     from kagtools.models import create_model
 
     plain = create_model("logreg", task="binary").fit(X, y).predict_scores(X)
-    assert not np.allclose(Bootstrap(model="logreg", task="binary").fit(X, y).predict_scores(X), plain)
+    assert not np.allclose(Bag(model="logreg", n_bags=1, bootstrap=True, task="binary").fit(X, y).predict_scores(X),
+                           plain)
+    # Members differ by seed, and the bag is their mean.
+    bag = Bag(model="rf", params={"n_estimators": 20}, n_bags=3, task="binary", seed=1).fit(X, y)
+    members = bag.member_scores(X)
+    assert not np.array_equal(members[0], members[1])
+    np.testing.assert_allclose(bag.predict_scores(X), np.mean(members, axis=0))
 
 
-def test_bootstrap_is_registered_without_importing_bagging():
+def test_bag_is_registered_without_importing_bagging():
     """It lives in kagtools/models/, so the registry (and its contract tests) list it on its own."""
     import subprocess
     import sys
 
     code = ("import sys; from kagtools.models import list_models; "
-            "print('bootstrap' in list_models(include_lazy=False), 'kagtools.bagging' in sys.modules)")
+            "print('bag' in list_models(include_lazy=False), 'kagtools.ensemble.bagging' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False"]
 
 
 @pytest.mark.slow
 def test_bagged_cv_on_titanic_is_the_mean_of_its_bags(tmp_path, monkeypatch):
-    from kagtools.workflow import open_context
+    from kagtools.workflow.context import open_context
 
     monkeypatch.setenv("KAGTOOLS_DATA_DIR", "/work/shared/data")
     ctx = open_context("titanic", workdir=tmp_path)
     params = {"n_estimators": 8, "max_depth": 4}
-    bag = bagged_cv(ctx, "rf", params, n_bags=2, n_jobs=1, seed=7)
-    assert bag.meta["kind"] == "bag" and bag.meta["n_bags"] == 2 and len(bag.meta["bag_scores"]) == 2
-    assert [r.meta["kind"] for r in ctx.runs()] == ["bag"]  # bags themselves are not listed
+    bag = bagged_cv(ctx.spec, ctx.training_set, ctx.folds, "rf", params, root=ctx.root, n_bags=2, n_jobs=1, seed=7)
+    assert bag.record.kind == "bag" and bag.record.details["n_bags"] == 2 and len(bag.record.details["bag_scores"]) == 2
+    assert [r.record.kind for r in ctx.runs()] == ["bag"]  # bags themselves are not listed
     singles = [cross_validate(ctx.spec, ctx.training_set, ctx.folds, "rf", params, root=tmp_path / "x", seed=s,
-                              save_models=False) for s in bag.meta["bag_seeds"]]
+                              save_models=False) for s in bag.record.details["bag_seeds"]]
     np.testing.assert_allclose(bag.oof["pred"], np.mean([s.oof["pred"] for s in singles], axis=0))
     np.testing.assert_allclose(bag.test["pred"], np.mean([s.test["pred"] for s in singles], axis=0))
-    assert [s.meta["scores"]["cv"] for s in singles] == pytest.approx(bag.meta["bag_scores"])
-    boot = bagged_cv(ctx, "logreg", {}, n_bags=2, bootstrap=True, n_jobs=2, seed=7)
-    assert boot.meta["bootstrap"] and boot.meta["bag_scores"][0] != boot.meta["bag_scores"][1]
+    assert [s.record.scores["cv"] for s in singles] == pytest.approx(bag.record.details["bag_scores"])
+    assert not bag.record.details["members_identical"]
+    boot = bagged_cv(ctx.spec, ctx.training_set, ctx.folds, "logreg", {}, root=ctx.root, n_bags=2, bootstrap=True,
+                     n_jobs=2, seed=7)
+    assert boot.record.details["bootstrap"] and boot.record.details["bag_scores"][0] != boot.record.details["bag_scores"][1]
     assert 0.75 < boot.score < 0.9
     with pytest.raises(KagtoolsError, match="at least 2"):
-        bagged_cv(ctx, "rf", params, n_bags=1)
+        bagged_cv(ctx.spec, ctx.training_set, ctx.folds, "rf", params, root=ctx.root, n_bags=1)

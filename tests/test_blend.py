@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 from scipy.special import expit, softmax
 
-from kagtools.blend import AUTO_METHODS, METHODS, auto_blend, blend, check_compatible
-from kagtools.cv import encode_target
+from kagtools.core.engine import encode_target
+from kagtools.core.metrics import get_metric
+from kagtools.core.runs import load_run, write_run
+from tests.conftest import make_record
+from kagtools.core.spec import CompetitionSpec
 from kagtools.ensemble import batch_score, best_threshold, load_level1, make_blender
+from kagtools.ensemble.blend import AUTO_METHODS, METHODS, auto_blend, blend, check_compatible
 from kagtools.errors import KagtoolsError
-from kagtools.metrics import get_metric
-from kagtools.runs import load_run, write_run
-from kagtools.spec import CompetitionSpec
 
 N, N_TEST, FOLDS, REPEATS = 600, 50, 5, 2
 METRIC = {"binary": "log_loss", "multiclass": "log_loss", "regression": "rmse"}
@@ -67,7 +68,7 @@ def _write_runs(root, task, makers: dict, *, seed=0, folds_hash="abc", n: int = 
         test.insert(0, "id", np.arange(N_TEST))
         meta = {"slug": "syn", "kind": "cv", "model": name, "task": task, "classes": classes, "pred_cols": cols,
                 "folds_hash": folds_hash, "cv_scheme": cv_scheme, "scores": {"cv": 0.0}}
-        runs.append(write_run(root, name, oof=pd.concat(parts, ignore_index=True), test=test, meta=meta))
+        runs.append(write_run(root, make_record(name, **meta), oof=pd.concat(parts, ignore_index=True), test=test))
     return runs, pd.Series(y), ids
 
 
@@ -94,17 +95,17 @@ def test_every_method_writes_a_scored_run(tmp_path, task):
     runs, y, ids = _write_runs(tmp_path, task, {"good": "good", "good2": "good", "noise": "noise"})
     spec = _spec(task)
     X = pd.DataFrame({"x": np.random.default_rng(0).normal(size=N), "c": pd.Categorical(["a", "b"] * (N // 2))})
-    from kagtools.cv import TrainingSet
+    from kagtools.core.engine import TrainingSet
 
     tset = TrainingSet(X=X, y=y, ids=ids, X_test=X.iloc[:N_TEST].reset_index(drop=True),
                        test_ids=pd.Series(np.arange(N_TEST)), name="syn")
     metric = get_metric(spec.metric)
     blends = auto_blend(spec, runs, y, ids, root=tmp_path, features=tset, reports=tmp_path / "reports")
-    methods = [b.meta["method"] for b in blends]
+    methods = [b.record.method for b in blends]
     assert methods == [*AUTO_METHODS, "stack_lgbm_features"]
     for b in blends:
         again = load_run(tmp_path, b.run_id)
-        s = again.meta["scores"]
+        s = again.record.scores
         assert set(s) >= {"cv", "nested", "in_sample", "folds", "repeats"} and len(s["repeats"]) == REPEATS
         assert again.oof.shape == (N * REPEATS, 3 + len(runs[0].pred_cols)) and not again.oof.isna().any().any()
         assert again.test.shape == (N_TEST, 1 + len(runs[0].pred_cols))
@@ -127,7 +128,7 @@ def test_nested_score_is_honest_on_a_small_noisy_problem(tmp_path):
     runs, y, ids = _write_runs(tmp_path, "binary", makers, n=150)
     spec = _spec("binary", "roc_auc")
     for method in ("stack_lgbm", "hill_climb"):
-        s = blend(spec, runs, y, ids, root=tmp_path, method=method).meta["scores"]
+        s = blend(spec, runs, y, ids, root=tmp_path, method=method).record.scores
         assert s["in_sample"] > s["nested"] + 0.05, (method, s["in_sample"], s["nested"])
         assert s["nested"] < 0.62
 
@@ -156,7 +157,7 @@ def test_time_ordered_folds_blend_walking_forward(tmp_path):
 
 def test_mean_blend_in_sample_equals_nested(tmp_path):
     runs, y, ids = _write_runs(tmp_path, "regression", {"a": "good", "b": "good"})
-    s = blend(_spec("regression"), runs, y, ids, root=tmp_path, method="mean").meta["scores"]
+    s = blend(_spec("regression"), runs, y, ids, root=tmp_path, method="mean").record.scores
     assert s["nested"] == pytest.approx(s["in_sample"])
     level1, _ = _level1_y(runs, y, ids, _spec("regression"))
     np.testing.assert_allclose(load_run(tmp_path, _blend_id(tmp_path)).oof["pred"], level1.P.mean(axis=0)[:, 0])
@@ -214,11 +215,11 @@ def test_threshold_is_chosen_within_folds_and_stored(tmp_path):
         shrunk.append(r)
     _, y_true, _ = _write_runs(tmp_path / "y", "binary", {"a": "good"})
     b = blend(_spec("binary", "f1"), shrunk, y_true, ids, root=tmp_path, method="mean", threshold=True)
-    s = b.meta["scores"]
-    assert b.meta["threshold"] < 0.4
+    s = b.record.scores
+    assert b.record.threshold < 0.4
     assert s["nested_threshold_tuned"] > s["nested_threshold_0.5"] + 0.05
     auto = blend(_spec("binary", "f1"), shrunk, y_true, ids, root=tmp_path, method="mean")
-    assert auto.meta["threshold"] == b.meta["threshold"]  # kept: the nested score says it helps
+    assert auto.record.threshold == b.record.threshold  # kept: the nested score says it helps
 
 
 def test_unknown_method_is_refused():
@@ -229,7 +230,7 @@ def test_unknown_method_is_refused():
 
 @pytest.mark.slow
 def test_blend_and_boost_verbs_on_titanic(tmp_path, monkeypatch, capsys):
-    from kagtools.cli import main
+    from kagtools.cli.main import main
 
     monkeypatch.setenv("KAGTOOLS_DATA_DIR", "/work/shared/data")
     monkeypatch.setenv("KAGTOOLS_QUIET", "1")
@@ -241,19 +242,19 @@ def test_blend_and_boost_verbs_on_titanic(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "blend:hill_climb" in out and "in-sample" in out and "best by nested OOF score" in out
     assert (tmp_path / "reports" / "titanic" / "blend.png").is_file()
-    from kagtools.workflow import open_context
+    from kagtools.workflow.context import open_context
 
     ctx = open_context("titanic", workdir=tmp_path)
-    blends = [r for r in ctx.runs() if r.meta["kind"] == "blend"]
+    blends = [r for r in ctx.runs() if r.record.kind == "blend"]
     assert len(blends) == 2 and all(0.75 < r.score < 0.9 for r in blends)
-    base = next(r for r in ctx.runs() if r.meta["model"] == "logreg")
+    base = next(r for r in ctx.runs() if r.record.model == "logreg")
     assert main(["boost", "titanic", "--base", base.run_id, "--n-jobs", "1", *w, "--params",
                  '{"n_estimators": 40, "num_leaves": 8, "learning_rate": 0.05}']) == 0
-    boosted = next(r for r in open_context("titanic", workdir=tmp_path).runs() if r.meta["kind"] == "boost")
-    assert boosted.meta["base_run"] == base.run_id and 0.75 < boosted.score < 0.9
+    boosted = next(r for r in open_context("titanic", workdir=tmp_path).runs() if r.record.kind == "boost")
+    assert boosted.record.runs[0] == base.run_id and 0.75 < boosted.score < 0.9
     assert len(boosted.test) == 418 and boosted.oof["pred"].between(0, 1).all()
     # Runs on other folds are refused by name.
-    bad = dict(base.meta, folds_hash="other")
+    bad = dict(base.record.to_json(), folds_hash="other")
     (base.path / "run.json").write_text(__import__("json").dumps(bad))
     assert main(["blend", "titanic", "--runs", base.run_id, blends[0].run_id, *w]) == 2
     assert "different folds" in capsys.readouterr().err
@@ -278,7 +279,7 @@ def test_multitarget_weights_go_to_the_informative_run(method):
 def test_submit_on_a_multitarget_competition_blends_its_runs(tmp_path, capsys):
     """Several target columns: ``init`` infers the spec, ``submit`` trains, blends (the LightGBM
     stackers, which fit one target, are skipped with a note) and writes the chosen submission."""
-    from kagtools.cli import main
+    from kagtools.cli.main import main
 
     rng = np.random.default_rng(0)
     n = 200
@@ -304,23 +305,23 @@ def test_submit_on_a_multitarget_competition_blends_its_runs(tmp_path, capsys):
     assert np.corrcoef(sub["t1"], test["a"])[0, 1] > 0.9
     assert np.corrcoef(sub["t2"], test["b"] - test["a"])[0, 1] > 0.9
     # Boosting the worst single run (highest MCRMSE) learns both targets' residuals.
-    from kagtools.workflow import open_context
+    from kagtools.workflow.context import open_context
 
     ctx = open_context("mt", workdir=tmp_path / "work", data_dir=data)
-    base = max((r for r in ctx.runs() if r.meta["kind"] == "cv"), key=lambda r: r.meta["scores"]["cv"])
+    base = max((r for r in ctx.runs() if r.record.kind == "cv"), key=lambda r: r.record.scores["cv"])
     assert main(["boost", "mt", "--base", base.run_id, "--n-jobs", "1", *common, "--params",
                  '{"n_estimators": 200, "min_samples_leaf": 3}', "--model", "rf"]) == 0
     boosted = next(r for r in open_context("mt", workdir=tmp_path / "work", data_dir=data).runs()
-                   if r.meta["kind"] == "boost")
+                   if r.record.kind == "boost")
     assert boosted.pred_cols == base.pred_cols == ["pred_t1", "pred_t2"] and len(boosted.test) == len(test)
-    assert boosted.meta["scores"]["cv"] < base.meta["scores"]["cv"]  # RMSE: the residuals were learned
+    assert boosted.record.scores["cv"] < base.record.scores["cv"]  # RMSE: the residuals were learned
 
 
 def test_time_ordered_competition_from_its_files_trains_blends_and_boosts(tmp_path, capsys):
     """Test dates after train's: ``init`` picks TimeSeriesSplit; every fold trains on the past
     (the first block included), blends walk forward and a boost leaves the first fold as it was."""
-    from kagtools.cli import main
-    from kagtools.workflow import open_context
+    from kagtools.cli.main import main
+    from kagtools.workflow.context import open_context
 
     rng = np.random.default_rng(0)
     n = 260
@@ -341,15 +342,15 @@ def test_time_ordered_competition_from_its_files_trains_blends_and_boosts(tmp_pa
     ctx = open_context("ts", workdir=tmp_path / "work", data_dir=data)
     assert ctx.spec.cv.splitter == "TimeSeriesSplit"
     runs = ctx.runs()
-    blends = [r for r in runs if r.meta["kind"] == "blend"]
-    assert blends and all(r.meta["cv_scheme"]["splitter"] == "TimeSeriesSplit" for r in blends)
-    base = next(r for r in runs if r.meta["kind"] == "cv")
+    blends = [r for r in runs if r.record.kind == "blend"]
+    assert blends and all(r.record.cv_scheme["splitter"] == "TimeSeriesSplit" for r in blends)
+    base = next(r for r in runs if r.record.kind == "cv")
     assert main(["boost", "ts", "--base", base.run_id, "--n-jobs", "1", *common, "--params",
                  '{"n_estimators": 30, "num_leaves": 4, "min_child_samples": 5}']) == 0
     boosted = next(r for r in open_context("ts", workdir=tmp_path / "work", data_dir=data).runs()
-                   if r.meta["kind"] == "boost")
-    first = boosted.meta["steps"][0]
-    assert first == 0.0 and any(s > 0 for s in boosted.meta["steps"][1:])
+                   if r.record.kind == "boost")
+    first = boosted.record.details["steps"][0]
+    assert first == 0.0 and any(s > 0 for s in boosted.record.details["steps"][1:])
     b0, f0 = boosted.oof[boosted.oof["fold"] == 0], base.oof[base.oof["fold"] == 0]
     np.testing.assert_allclose(b0.sort_values("id")["pred"], f0.sort_values("id")["pred"])
     assert len(boosted.test) == len(test)

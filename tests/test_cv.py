@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from kagtools.cv import TrainingSet, cross_validate
+from kagtools.core.engine import TrainingSet, cross_validate
+from kagtools.core.folds import ensure_folds
+from kagtools.core.runs import list_runs, load_run
+from kagtools.core.spec import parse_spec
 from kagtools.errors import KagtoolsError
-from kagtools.folds import ensure_folds
 from kagtools.models import register_model
 from kagtools.models.tabular import LogReg
-from kagtools.runs import list_runs, load_run
-from kagtools.spec import parse_spec
 
 
 def _spec(task="binary", metric="accuracy"):
@@ -40,13 +40,15 @@ def test_run_artifacts(tset, tmp_path):
     assert len(oof) == 2 * 160 and oof.groupby("repeat")["id"].nunique().tolist() == [160, 160]
     assert list(run.test.columns) == ["id", "pred"] and len(run.test) == 30
     meta = json.loads((run.path / "run.json").read_text())
-    for key in ("model", "params", "seed", "folds_hash", "scores", "wall_seconds", "versions", "git_sha"):
+    for key in ("model", "params", "seed", "folds_hash", "scores", "wall_seconds", "provenance"):
         assert key in meta
+    assert {"versions", "git_sha", "created", "data_fingerprint"} <= set(meta["provenance"])
+    assert meta["provenance"]["data_fingerprint"] == folds.fingerprint
     s = meta["scores"]
     assert len(s["folds"]) == 8 and len(s["repeats"]) == 2 and s["cv"] > 0.8 and s["cv_std"] >= 0
     assert meta["folds_hash"] == folds.hash and meta["params"] == {"C": 0.5}
     assert [r.run_id for r in list_runs(tmp_path)] == [run.run_id]
-    assert load_run(tmp_path, run.run_id).meta["scores"]["cv"] == s["cv"]
+    assert load_run(tmp_path, run.run_id).record.scores["cv"] == s["cv"]
 
 
 def test_same_command_same_predictions(tset, tmp_path):
@@ -79,7 +81,7 @@ def test_fold_features_never_see_validation_rows(tset, tmp_path):
     assert len(_RecordingFeatures.seen) == 8
     for (_r, _f, _, valid), seen in zip(folds.splits(tset.ids), _RecordingFeatures.seen, strict=True):
         assert seen.isdisjoint(set(valid))
-    assert run.meta["scores"]["cv"] > 0.8
+    assert run.record.scores["cv"] > 0.8
     # a second model on the same training set reuses the fitted fold features
     cross_validate(spec, tset, folds, "lgbm", {"n_estimators": 20}, root=tmp_path, n_jobs=2)
     assert len(_RecordingFeatures.seen) == 8
@@ -127,9 +129,9 @@ def test_multiclass_and_regression_runs(tmp_path):
     spec = _spec("multiclass", "log_loss")
     folds = ensure_folds(pd.DataFrame({"id": ids, "y": y_cls}), spec, tmp_path)
     run = cross_validate(spec, TrainingSet(X=X, y=y_cls, ids=ids), folds, "logreg", root=tmp_path)
-    assert run.meta["classes"] == ["hi", "lo", "mid"] and run.pred_cols == ["pred_hi", "pred_lo", "pred_mid"]
-    assert run.meta["scores"]["cv"] < 0.6
+    assert run.record.classes == ["hi", "lo", "mid"] and run.pred_cols == ["pred_hi", "pred_lo", "pred_mid"]
+    assert run.record.scores["cv"] < 0.6
     spec = _spec("regression", "rmse")
     y_reg = pd.Series(3 * X["a"] + rng.normal(scale=0.1, size=n))
     run = cross_validate(spec, TrainingSet(X=X, y=y_reg, ids=ids), folds, "logreg", root=tmp_path)
-    assert run.meta["scores"]["cv"] < 0.5
+    assert run.record.scores["cv"] < 0.5

@@ -3,9 +3,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from kagtools.data import load_competition, read_csv
+from kagtools.core.data import load_competition, read_csv
+from kagtools.core.spec import load_spec
 from kagtools.errors import KagtoolsError
-from kagtools.spec import load_spec
 
 
 @pytest.fixture

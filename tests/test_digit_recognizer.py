@@ -63,7 +63,7 @@ def _slice(dst: Path, n_train: int, n_test: int) -> Path:
 @pytest.mark.slow
 @needs_mirror
 def test_submit_smoke_on_mirror_slice(tmp_path, monkeypatch, capsys):
-    from kagtools.cli import main
+    from kagtools.cli.main import main
 
     data = _slice(tmp_path / "data" / "digit-recognizer", 1000, 200)
     monkeypatch.setenv("KAGTOOLS_QUIET", "1")
@@ -87,7 +87,7 @@ def test_submit_smoke_on_mirror_slice(tmp_path, monkeypatch, capsys):
 
 @needs_mirror
 def test_lr_find_report_writes_png_in_reports(tmp_path):
-    from kagtools.dl.lr_find import lr_find_report
+    from kagtools.workflow.lr_find import lr_find_report
 
     data = _slice(tmp_path / "data" / "digit-recognizer", 600, 20)
     result, png = lr_find_report("digit-recognizer", "digit_cnn", {"channels": (8, 16, 32), "batch_size": 32},

@@ -215,7 +215,7 @@ def test_metric_is_reported_per_epoch():
 
 
 def test_label_smoothing_and_mixup_change_the_loss_as_expected():
-    from kagtools.dl.vision import classification_loss, mixup_fn
+    from kagtools.dl.images import classification_loss, mixup_fn
 
     logits = torch.tensor([[8.0, 0.0, 0.0], [0.0, 8.0, 0.0]])
     y = torch.tensor([0, 1])
@@ -239,7 +239,7 @@ def test_label_smoothing_and_mixup_change_the_loss_as_expected():
 
 
 def test_tta_averages_softmax_over_views_and_identity_first():
-    from kagtools.dl.vision import affine_resample, softmax, tta_predict, tta_thetas
+    from kagtools.dl.images import affine_resample, softmax, tta_predict, tta_thetas
 
     views = tta_thetas(4, flip=True)
     torch.testing.assert_close(views[0], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
@@ -258,7 +258,7 @@ def test_tta_averages_softmax_over_views_and_identity_first():
 
 
 def test_augment_batch_shapes_and_range():
-    from kagtools.dl.vision import AugmentConfig, augment_batch
+    from kagtools.dl.images import AugmentConfig, augment_batch
 
     x = torch.randint(0, 256, (5, 3, 40, 40), dtype=torch.uint8)
     out = augment_batch(x, 32, AugmentConfig(), generator=torch.Generator().manual_seed(0))

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kagtools.core.folds import ensure_folds, make_folds
+from kagtools.core.spec import CVScheme, parse_spec
 from kagtools.errors import KagtoolsError
-from kagtools.folds import ensure_folds, make_folds
-from kagtools.spec import CVScheme, parse_spec
 
 
 def _spec(**cv):
@@ -42,7 +42,7 @@ def test_group_folds_never_split_a_group(train):
 def test_splitter_needs_its_columns(train):
     with pytest.raises(KagtoolsError, match="needs cv.group"):
         make_folds(train, _spec(splitter="GroupKFold"))
-    with pytest.raises(KagtoolsError, match="not one of"):
+    with pytest.raises(KagtoolsError, match="unknown cv.splitter 'Nope'"):
         make_folds(train, _spec(splitter="Nope"))
     with pytest.raises(KagtoolsError, match="'zz' is not in train.csv"):
         make_folds(train, _spec(splitter="StratifiedKFold", stratify="zz"))
@@ -75,7 +75,7 @@ def test_cv_scheme_roundtrip():
 
 def test_time_series_folds_train_on_every_earlier_row():
     """TimeSeriesSplit: the first block is never validated but is trained on by every fold."""
-    from kagtools.folds import Folds
+    from kagtools.core.folds import Folds
 
     train = pd.DataFrame({"id": np.arange(100) + 1000, "y": np.arange(100) % 2,
                           "t": np.random.default_rng(0).permutation(100)})

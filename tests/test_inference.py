@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kagtools.analysis.spec_inference import find_files, infer_spec, write_inferred_spec
+from kagtools.core.environment import project_root
+from kagtools.core.spec import load_spec, parse_spec
 from kagtools.errors import KagtoolsError
-from kagtools.inference import find_files, infer_spec, write_inferred_spec
-from kagtools.kaggle_env import project_root
-from kagtools.spec import load_spec, parse_spec
 
 RNG = np.random.default_rng(0)
 
@@ -200,7 +200,7 @@ def test_inference_reproduces_the_shipped_specs(slug, mirror):
 @pytest.mark.slow
 def test_titanic_from_its_files_alone_to_a_validated_submission(tmp_path, mirror):
     """`kagtools init` then `kagtools submit` in a workdir with no Titanic spec or pipeline."""
-    from kagtools.cli import main
+    from kagtools.cli.main import main
 
     workdir = tmp_path / "work"
     data = mirror / "titanic"
@@ -225,7 +225,7 @@ def test_titanic_from_its_files_alone_to_a_validated_submission(tmp_path, mirror
 @pytest.mark.slow
 def test_multiclass_probabilities_from_files_to_a_validated_submission(tmp_path):
     """Class names as labels, one probability column per class in the sample: init, cv, submit."""
-    from kagtools.cli import main
+    from kagtools.cli.main import main
 
     rng = np.random.default_rng(0)
     n = 150

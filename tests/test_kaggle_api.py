@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kagtools.cli import main
+from kagtools.cli.main import main
 from kagtools.errors import KagtoolsError
-from kagtools.kaggle_api import explain_http_error, get_api, submit_file
+from kagtools.kaggle.api import explain_http_error, get_api, submit_file
 from tests.fake_kaggle import (
     TITANIC_FILES,
     Competition,

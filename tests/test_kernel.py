@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kagtools.cli import main
+from kagtools.cli.main import main
+from kagtools.core.environment import kernel_metadata, kernel_slug
+from kagtools.core.io import write_json
+from tests.conftest import make_record
+from kagtools.core.runs import list_runs, load_run, write_run
 from kagtools.errors import KagtoolsError
-from kagtools.io import write_json
-from kagtools.kaggle_env import kernel_metadata, kernel_slug
-from kagtools.kernel import bundle_sources, import_kernel_runs, kernel_log_text
-from kagtools.runs import list_runs, load_run, write_run
-from kagtools.workflow import open_context
+from kagtools.kaggle.kernel import bundle_sources, import_kernel_runs, kernel_log_text
+from kagtools.workflow.context import open_context
 from tests.fake_kaggle import FakeKaggle, clean_identity, titanic_competition, write_kaggle_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,14 +55,15 @@ def test_kernel_metadata_every_field_explicit(tmp_path, capsys):
 
 
 def test_bundle_holds_what_the_pipeline_imports_and_nothing_else():
-    files = bundle_sources(["kagtools.kernel", "pipelines.titanic", "kagtools.models.tabular"],
+    files = bundle_sources(["kagtools.kaggle.kernel", "pipelines.titanic", "kagtools.models.tabular"],
                            packages=("kagtools", "pipelines"))
-    for needed in ("kagtools/__init__.py", "kagtools/kernel.py", "kagtools/workflow.py", "kagtools/cv.py",
-                   "kagtools/folds.py", "kagtools/models/__init__.py", "kagtools/models/tabular.py",
+    for needed in ("kagtools/__init__.py", "kagtools/kaggle/kernel.py", "kagtools/workflow/submit.py",
+                   "kagtools/workflow/context.py", "kagtools/core/engine.py", "kagtools/core/folds.py",
+                   "kagtools/models/__init__.py", "kagtools/models/tabular.py", "kagtools/ensemble/blend.py",
                    "pipelines/__init__.py", "pipelines/titanic.py"):
         assert needed in files, needed
-    # The CLI, the Kaggle client and other competitions' pipelines stay home.
-    assert not any(name.startswith(("kagtools/commands/", "kagtools/cli.py", "kagtools/kaggle_api.py",
+    # The CLI, the Kaggle client, the torch models and other competitions' pipelines stay home.
+    assert not any(name.startswith(("kagtools/cli/", "kagtools/kaggle/api.py", "kagtools/dl/",
                                     "pipelines/us_patent")) for name in files)
     assert all(path.is_file() for path in files.values())
 
@@ -73,17 +75,16 @@ def test_import_renames_runs_remaps_blends_and_refuses_other_folds(tmp_path):
     oof = pd.DataFrame({"id": ids, "repeat": 0, "fold": [0, 0, 1, 1], "pred": [0.1, 0.9, 0.2, 0.8]})
     test = pd.DataFrame({"id": [5, 6], "pred": [0.3, 0.7]})
     base = {"kind": "cv", "model": "lgbm", "pred_cols": ["pred"], "folds_hash": "h1", "scores": {"cv": 0.75}}
-    write_run(src, "lgbm-1", oof=oof, test=test, meta=base)
-    write_run(src, "blend-mean-2", oof=oof, test=test,
-              meta={**base, "kind": "blend", "runs": ["lgbm-1"], "weights": {"lgbm-1": 1.0}})
-    write_run(src, "stale-3", oof=oof, test=test, meta={**base, "folds_hash": "old"})
+    write_run(src, make_record("lgbm-1", **base), oof=oof, test=test)
+    write_run(src, make_record("blend-mean-2", **{**base, "kind": "blend", "runs": ["lgbm-1"], "weights": {"lgbm-1": 1.0}}), oof=oof, test=test)
+    write_run(src, make_record("stale-3", **{**base, "folds_hash": "old"}), oof=oof, test=test)
     write_json(src / "folds.json", {"hash": "h1"})
     (src / "folds.csv").write_text("id,repeat,fold\n")
     runs = import_kernel_runs(out, "titanic", workdir=work, kernel="alice/kagtools-titanic")
     assert sorted(r.run_id for r in runs) == ["kernel-blend-mean-2", "kernel-lgbm-1"]  # the stale run stays out
     blend = load_run(work / "runs" / "titanic", "kernel-blend-mean-2")
-    assert blend.meta["runs"] == ["kernel-lgbm-1"] and blend.meta["weights"] == {"kernel-lgbm-1": 1.0}
-    assert blend.meta["source"]["kernel"] == "alice/kagtools-titanic"
+    assert blend.record.runs == ["kernel-lgbm-1"] and blend.record.weights == {"kernel-lgbm-1": 1.0}
+    assert blend.record.details["source"]["kernel"] == "alice/kagtools-titanic"
     assert (work / "runs" / "titanic" / "folds.json").is_file()  # no local folds: the kernel's are adopted
     assert [r.run_id for r in list_runs(work / "runs" / "titanic", folds_hash="h1")] == [
         "kernel-blend-mean-2", "kernel-lgbm-1"]
@@ -163,16 +164,16 @@ def test_push_run_output_import_blend_round_trip(tmp_path, mirror, kaggle_user, 
         runs = {r.run_id: r for r in ctx.runs()}
         local_rf = next(r for name, r in runs.items() if name.startswith("rf-"))
         kernel_rf = runs["kernel-" + local_rf.run_id]
-        assert kernel_rf.meta["folds_hash"] == local_rf.meta["folds_hash"] == ctx.folds.hash
-        assert kernel_rf.meta["source"]["kernel"] == "alice/kagtools-titanic"
+        assert kernel_rf.record.folds_hash == local_rf.record.folds_hash == ctx.folds.hash
+        assert kernel_rf.record.details["source"]["kernel"] == "alice/kagtools-titanic"
         np.testing.assert_allclose(kernel_rf.oof["pred"], local_rf.oof["pred"])
         local_lgbm = next(r for name, r in runs.items() if name.startswith("lgbm-"))
         assert main(["blend", "titanic", "--workdir", str(work), "--runs", local_lgbm.run_id, kernel_rf.run_id,
                      "--method", "mean"]) == 0
         capsys.readouterr()
-        blends = [r for r in ctx.runs() if r.meta.get("kind") == "blend"
-                  and sorted(r.meta.get("runs", [])) == sorted([local_lgbm.run_id, kernel_rf.run_id])]
-        assert len(blends) == 1 and 0.8 < blends[0].meta["scores"]["cv"] < 0.9
+        blends = [r for r in ctx.runs() if r.record.kind == "blend"
+                  and sorted(r.record.runs) == sorted([local_lgbm.run_id, kernel_rf.run_id])]
+        assert len(blends) == 1 and 0.8 < blends[0].record.scores["cv"] < 0.9
 
         # A code competition takes the kernel's output, at the pushed version.
         assert main(["kernel", "submit", "titanic", "--workdir", str(work), "-m", "from kernel"]) == 0

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kagtools.cli import main
-from kagtools.data import load_competition
-from kagtools.spec import load_spec
+from kagtools.cli.main import main
+from kagtools.core.data import load_competition
+from kagtools.core.spec import load_spec
 from pipelines.movielens import RatingStats, features
 
 

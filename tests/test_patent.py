@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from kagtools.data import load_competition
-from kagtools.folds import make_folds
-from kagtools.metrics import get_metric
-from kagtools.spec import load_spec
+from kagtools.core.data import load_competition
+from kagtools.core.folds import make_folds
+from kagtools.core.metrics import get_metric
+from kagtools.core.spec import load_spec
 
 SLUG = "us-patent-phrase-to-phrase-matching"
 DATA = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / SLUG
@@ -124,14 +124,14 @@ def test_classical_baseline_end_to_end_on_the_real_file(tmp_path):
     """Similarity features -> LightGBM on every row, anchor-grouped 5-fold CV (target >= 0.60)."""
     import torch
 
-    from kagtools.pipeline import pipeline_models
-    from kagtools.workflow import open_context, run_model
+    from kagtools.workflow.context import open_context, run_model
+    from kagtools.workflow.pipeline import pipeline_models
 
     torch.set_num_threads(2)
     ctx = open_context(SLUG, data_dir=DATA, workdir=tmp_path)
     name, params = pipeline_models(ctx.spec, "cpu")["similarity_lgbm"]
     run = run_model(ctx, name, params, n_jobs=1, save_models=False)
-    scores = run.meta["scores"]
+    scores = run.record.scores
     assert len(scores["folds"]) == 5
     assert scores["cv"] > 0.6
     assert len(run.oof) == len(ctx.data.train) and run.oof["pred"].notna().all()
@@ -142,7 +142,7 @@ def test_classical_baseline_end_to_end_on_the_real_file(tmp_path):
 @pytest.mark.slow
 def test_submit_smoke_profile_on_a_real_slice(slice_dir, tmp_path, capsys):
     """The whole flow (folds, both models, blends, validated submission) on a slice of the data."""
-    from kagtools.cli import main
+    from kagtools.cli.main import main
 
     assert main(["submit", SLUG, "--data-dir", str(slice_dir), "--workdir", str(tmp_path), "--profile", "smoke",
                  "--no-eda", "--n-jobs", "1"]) == 0
@@ -151,9 +151,9 @@ def test_submit_smoke_profile_on_a_real_slice(slice_dir, tmp_path, capsys):
     assert list(sub.columns) == ["id", "score"]
     assert set(sub["id"]) == set(sample["id"]) and len(sub) == len(sample)
     assert sub["score"].between(0, 1).all() and sub["score"].nunique() > 1
-    from kagtools.runs import list_runs
+    from kagtools.core.runs import list_runs
 
     runs = list_runs(tmp_path / "runs" / SLUG)
-    assert {"similarity_lgbm", "hf_group_cross_encoder"} <= {r.meta["model"] for r in runs}
-    assert any(r.meta.get("kind") == "blend" for r in runs)
-    assert all(r.meta["cv_scheme"]["group"] == "anchor" for r in runs if "cv_scheme" in r.meta)
+    assert {"similarity_lgbm", "hf_group_cross_encoder"} <= {r.record.model for r in runs}
+    assert any(r.record.kind == "blend" for r in runs)
+    assert all(r.record.cv_scheme["group"] == "anchor" for r in runs if r.record.cv_scheme)

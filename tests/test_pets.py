@@ -77,7 +77,7 @@ def _test_layout(dst: Path) -> Path:
 @pytest.mark.slow
 @needs_mirror
 def test_submit_smoke_writes_breed_submission(tmp_path, monkeypatch):
-    from kagtools.cli import main
+    from kagtools.cli.main import main
 
     data = _test_layout(tmp_path / "data" / "oxford-iiit-pet")
     monkeypatch.setenv("KAGTOOLS_QUIET", "1")
@@ -96,9 +96,9 @@ def test_submit_smoke_writes_breed_submission(tmp_path, monkeypatch):
 
 @needs_mirror
 def test_mirror_without_test_set_trains_but_has_no_test_rows():
-    from kagtools.data import load_competition
-    from kagtools.pipeline import build_training_set
-    from kagtools.spec import load_spec
+    from kagtools.core.data import load_competition
+    from kagtools.core.spec import load_spec
+    from kagtools.workflow.pipeline import build_training_set
 
     spec = load_spec("oxford-iiit-pet")
     data = load_competition(spec, MIRROR)

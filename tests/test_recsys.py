@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from kagtools.commands.recommend import find_movie, recommend, similar_items
+from kagtools.cli.cmd_recommend import find_movie, recommend, similar_items
 from kagtools.errors import KagtoolsError
 from kagtools.models import create_model, list_models
 from kagtools.models.recsys import _ridge_rows

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from kagtools.cv import cross_validate
+from kagtools.core.engine import cross_validate
+from kagtools.core.parallel import scheduler_context
 from kagtools.errors import KagtoolsError
-from kagtools.scale import scheduler_context
 from kagtools.tuning import FoldObjective, ModelSpace, Tuning, run_workers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +37,7 @@ def test_folds_on_dask_equal_the_local_ones(tmp_path, cluster):
                                 n_jobs=2)
     pd.testing.assert_frame_equal(local.oof, remote.oof)
     pd.testing.assert_frame_equal(local.test, remote.test)
-    assert local.meta["scores"]["folds"] == remote.meta["scores"]["folds"]
+    assert local.record.scores["folds"] == remote.record.scores["folds"]
     # The folds really ran in the cluster's worker processes.
     from distributed import Client
 

@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from kagtools.core.metrics import list_metrics
+from kagtools.core.spec import list_specs, load_spec
 from kagtools.errors import KagtoolsError
-from kagtools.metrics import list_metrics
-from kagtools.pipeline import load_pipeline
-from kagtools.spec import list_specs, load_spec
+from kagtools.workflow.pipeline import load_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 

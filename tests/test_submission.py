@@ -2,10 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import make_record
+from kagtools.core.runs import write_run
+from kagtools.core.spec import load_spec
+from kagtools.core.submission import render_submission, validate_submission, write_submission
 from kagtools.errors import KagtoolsError
-from kagtools.runs import write_run
-from kagtools.spec import load_spec
-from kagtools.submission import render_submission, validate_submission, write_submission
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def _run(tmp_path, preds, meta_extra=None):
     test = pd.DataFrame({"id": np.arange(892, 902)[::-1], "pred": preds[::-1]})
     oof = pd.DataFrame({"id": [1], "repeat": [0], "fold": [0], "pred": [0.5]})
     meta = {"pred_cols": ["pred"], "classes": [0, 1], "scores": {"cv": 0.8, "cv_std": 0.01}, **(meta_extra or {})}
-    return write_run(tmp_path / "runs", "r1", oof=oof, test=test, meta=meta)
+    return write_run(tmp_path / "runs", make_record("r1", **meta), oof=oof, test=test)
 
 
 def test_render_labels_in_sample_order_and_dtype(tmp_path, sample):
@@ -72,7 +73,7 @@ def test_write_is_atomic_and_keeps_history(tmp_path, sample):
 
 
 def test_declared_float_dtype_wins_over_an_all_zero_sample(tmp_path):
-    from kagtools.spec import parse_spec
+    from kagtools.core.spec import parse_spec
 
     spec = parse_spec({"slug": "p", "task": "regression", "id_col": "id", "target_cols": ["score"],
                        "metric": {"name": "pearson"}, "submission": {"kind": "values",
@@ -80,8 +81,8 @@ def test_declared_float_dtype_wins_over_an_all_zero_sample(tmp_path):
     sample = pd.DataFrame({"id": ["a", "b"], "score": [0, 0]})  # read from CSV as integers
     test = pd.DataFrame({"id": ["b", "a"], "pred": [0.25, 0.75]})
     oof = pd.DataFrame({"id": ["x"], "repeat": [0], "fold": [0], "pred": [0.5]})
-    run = write_run(tmp_path / "runs", "r", oof=oof, test=test, meta={"pred_cols": ["pred"], "classes": None,
-                                                                       "scores": {"cv": 0.5}})
+    run = write_run(tmp_path / "runs", make_record("r", **{"pred_cols": ["pred"], "classes": None,
+                                                                       "scores": {"cv": 0.5}}), oof=oof, test=test)
     sub = render_submission(spec, run, sample)
     assert sub["score"].tolist() == [0.75, 0.25]
     path = write_submission(spec, sub, sample, workdir=tmp_path, run=run)

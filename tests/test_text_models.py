@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
+from kagtools.features.phrases import join_pair, similarity_features
 from kagtools.models import create_model
-from kagtools.text import join_pair, similarity_features
 
 DATA = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "us-patent-phrase-to-phrase-matching"
 
@@ -72,8 +72,9 @@ def test_similarity_lgbm_ignores_free_text_columns():
 
 @needs_minilm
 def test_layer_groups_cover_every_parameter_once():
-    from kagtools.models.text import MeanPoolRegressor, _layer_groups
-    from kagtools.text import local_minilm_path
+    from kagtools.models.cross_encoder import MeanPoolRegressor, _layer_groups
+
+    from kagtools.features.phrases import local_minilm_path
 
     net = MeanPoolRegressor(local_minilm_path())
     groups = _layer_groups(net)
@@ -140,7 +141,7 @@ def anchor_rows() -> pd.DataFrame:
 
 
 def _decode(model, seq) -> tuple[str, list[str]]:
-    from kagtools.models.text import _GroupBatches
+    from kagtools.models.cross_encoder import _GroupBatches
 
     inputs = _GroupBatches(model, [seq], None)._collate([seq])
     ids = inputs["input_ids"][0].tolist()
@@ -153,7 +154,7 @@ def _decode(model, seq) -> tuple[str, list[str]]:
 def test_group_cross_encoder_packs_each_anchor_with_its_targets(anchor_rows):
     from transformers import AutoTokenizer
 
-    from kagtools.text import local_minilm_path
+    from kagtools.features.phrases import local_minilm_path
 
     model = create_model("hf_group_cross_encoder", max_items=8, seed=0)
     model.tokenizer_ = AutoTokenizer.from_pretrained(local_minilm_path())
@@ -210,9 +211,9 @@ def test_group_cross_encoder_trains_on_real_anchors_and_predicts_in_input_order(
 @needs_minilm
 def test_backbone_dropout_sets_every_encoder_dropout_rate():
     import torch
+    from kagtools.models.cross_encoder import MeanPoolRegressor
 
-    from kagtools.models.text import MeanPoolRegressor
-    from kagtools.text import local_minilm_path
+    from kagtools.features.phrases import local_minilm_path
 
     net = MeanPoolRegressor(local_minilm_path(), dropout=0.0, backbone_dropout=0.0)
     rates = {k: v for k, v in vars(net.backbone.config).items() if "dropout" in k and isinstance(v, float)}
@@ -228,7 +229,7 @@ def test_group_batches_count_each_coming_epoch_when_sequences_are_redrawn():
     from it."""
     from types import SimpleNamespace
 
-    from kagtools.models.text import _GroupBatches
+    from kagtools.models.cross_encoder import _GroupBatches
 
     sizes = iter([3, 7, 5, 9])
 

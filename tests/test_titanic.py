@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kagtools.cli import main
+from kagtools.cli.main import main
 from pipelines.titanic import FamilySurvival
 
 
@@ -67,7 +67,7 @@ def test_single_model_cv_and_submit_a_chosen_run(tmp_path, capsys):
 
 def test_errors_are_one_line_and_exit_2(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "kagtools.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "kagtools.cli.main", *args], capture_output=True, text=True,
                               cwd=tmp_path)
 
     res = run("eda", "nope")
@@ -78,7 +78,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path):
     assert res.returncode == 2 and "kagtools download titanic" in res.stderr
 
 
-@pytest.mark.parametrize("module", ["kagtools", "kagtools.cli"])
+@pytest.mark.parametrize("module", ["kagtools", "kagtools.cli.main"])
 def test_python_dash_m_knows_the_discovered_commands(module):
     """`python -m kagtools[.cli]` sees the commands of kagtools/commands/ too (tune, kernel...)."""
     proc = subprocess.run([sys.executable, "-m", module, "kernel", "--help"], capture_output=True, text=True,

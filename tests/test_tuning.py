@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,22 +22,27 @@ import pytest
 from optuna.trial import TrialState
 from sklearn.base import BaseEstimator
 
-from kagtools.cli import main
-from kagtools.cv import TrainingSet
+import kagtools.tuning
+from kagtools.cli.main import main
+from kagtools.core import engine
+from kagtools.core.engine import TrainingSet
+from kagtools.core.folds import Folds, ensure_folds
+from kagtools.core.spec import CompetitionSpec, parse_spec
 from kagtools.errors import KagtoolsError
-from kagtools.folds import Folds, ensure_folds
 from kagtools.models import register_model
-from kagtools.spec import CompetitionSpec, parse_spec
 from kagtools.tuning import (
     FOLD_STEP_OFFSET,
     FoldObjective,
     ModelSpace,
+    ReportAndPrune,
     Tuning,
     check_space,
+    fail_dead_trials,
     make_pruner,
     open_storage,
     run_workers,
     tune,
+    worker_id,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +55,8 @@ SMALL_LGBM = {"n_estimators": {"low": 10, "high": 40}, "num_leaves": {"low": 4, 
 @register_model("_tune_probe")
 class Probe(BaseEstimator):
     """A model whose accuracy is ``quality``: it copies the answer column, flipping the rest."""
+
+    tasks = ("binary",)
 
     def __init__(self, *, task: str = "binary", quality: float = 0.5, seed: int = 0):
         self.task = task
@@ -70,7 +79,7 @@ class Probe(BaseEstimator):
 
 @dataclass
 class SyntheticContext:
-    """What :func:`kagtools.tuning.tune` reads of a :class:`kagtools.workflow.Context`."""
+    """What :func:`kagtools.tuning.tune` reads of a :class:`kagtools.workflow.context.Context`."""
 
     spec: CompetitionSpec
     training_set: TrainingSet
@@ -192,6 +201,50 @@ def test_lightgbm_reports_inside_the_first_fold(tmp_path):
     assert [s - FOLD_STEP_OFFSET for s in steps if s >= FOLD_STEP_OFFSET] == [1, 2, 3, 4]
 
 
+class PruneFrom(optuna.pruners.BasePruner):
+    """Prunes every trial whose latest report is at ``step`` or later."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def prune(self, study, trial) -> bool:
+        return trial.last_step is not None and trial.last_step >= self.step
+
+
+def test_a_trial_is_pruned_through_the_engine_callback(tmp_path, monkeypatch):
+    ctx = synthetic_context(tmp_path)
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return engine.run_folds(*args, **kwargs)
+
+    monkeypatch.setattr(kagtools.tuning.objective, "run_folds", spy)
+    objective = FoldObjective(ctx.spec, ctx.training_set, ctx.folds, "_tune_probe", ModelSpace("_tune_probe"))
+    study = optuna.create_study(direction="maximize", pruner=PruneFrom(1),
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [1]  # reported after fold 1, then stopped there
+    (call,) = calls
+    assert call["predict_test"] is False
+    assert any(isinstance(cb, ReportAndPrune) for cb in call["callbacks"])
+    # The value reported is fold 1's score (the running mean of one fold): accuracy ~ quality.
+    assert abs(trial.intermediate_values[1] - trial.params["quality"]) < 0.2
+
+    # A trial is never pruned after its last fold: it completes with the CV score.
+    last = optuna.create_study(direction="maximize", pruner=PruneFrom(ctx.folds.n_splits),
+                               sampler=optuna.samplers.RandomSampler(seed=1))
+    last.optimize(objective, n_trials=1)
+    (done,) = last.trials
+    assert done.state == TrialState.COMPLETE
+    assert sorted(done.intermediate_values) == list(range(1, ctx.folds.n_splits + 1))
+    assert done.user_attrs["cv_std"] >= 0.0
+    # One repeat of (nearly) equal folds: the last running mean is the CV score.
+    assert done.intermediate_values[ctx.folds.n_splits] == pytest.approx(done.value, abs=0.01)
+
+
 # ------------------------------------------------------------------------------ resume and faults
 WORKER_SCRIPT = textwrap.dedent("""
     import sys, time
@@ -256,7 +309,10 @@ def test_resume_after_a_killed_worker_continues_the_count(tmp_path):
     assert _states(study).get("RUNNING", 0) == 0
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == n_done + 2
     assert len(trials) == len(killed) + 2  # continued the numbering
-    assert run.meta["scores"]["cv"] == pytest.approx(result.best_value)
+    assert run.record.scores["cv"] == pytest.approx(result.best_value)
+    assert run.record.details["tuning"] == {"study": "resume", "storage": storage, "trial": result.best_trial,
+                                            "value": result.best_value}
+    assert json.loads((ctx.root / "tuned" / "lgbm.json").read_text())["run_id"] == run.run_id
     # The same command again has nothing left to do.
     again, _, _ = tune(ctx, "lgbm", n_trials=n_done + 2, storage=storage, study_name="resume",
                        space=slow, run_best=False, reports=False)
@@ -275,6 +331,36 @@ def test_journal_storage_with_two_local_worker_processes(tmp_path):
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 6
     assert len({t.user_attrs["worker"] for t in finished}) == 2  # both processes contributed
+
+
+def test_fail_dead_trials_fails_a_dead_local_workers_trial_only(tmp_path):
+    import psutil
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'dead.db'}", heartbeat_interval=None),
+                                study_name="dead", direction="maximize")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = f"{worker_id().split(':')[0]}:{proc.pid}:{psutil.Process(proc.pid).create_time():.0f}"
+    proc.kill()
+    proc.wait()
+    workers = {"dead": dead, "alive": worker_id(), "reused pid": f"{worker_id().rsplit(':', 1)[0]}:1",
+               "other host": "elsewhere:1:1"}
+    trials = {}
+    for name, worker in workers.items():
+        trials[name] = study.ask()
+        trials[name].set_user_attr("worker", worker)
+    finished = study.ask()
+    finished.set_user_attr("worker", dead)
+    study.tell(finished, 0.5)
+
+    assert sorted(fail_dead_trials(study)) == sorted([trials["dead"].number, trials["reused pid"].number])
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[trials["dead"].number] == states[trials["reused pid"].number] == TrialState.FAIL
+    assert states[trials["alive"].number] == states[trials["other host"].number] == TrialState.RUNNING
+    assert states[finished.number] == TrialState.COMPLETE and study.trials[finished.number].value == 0.5
+    assert fail_dead_trials(study) == []  # already failed: nothing left to do, no error
+    # Through Optuna's public API only, never its private storage handle.
+    for module in ("storage", "space", "pruners", "objective", "workers", "reports", "study"):
+        assert not re.search(r"\._storage\b", inspect.getsource(getattr(kagtools.tuning, module))), module
 
 
 # --------------------------------------------------------------------------------------- storages
@@ -331,7 +417,7 @@ def test_titanic_tune_then_cv_uses_the_best_params(tmp_path, mirror, capsys):
 
     assert main(["cv", "titanic", "--model", "lgbm", "--workdir", str(tmp_path), "--n-jobs", "1"]) == 0
     runs = [json.loads(p.read_text()) for p in (tmp_path / "runs/titanic").glob("*/run.json")]
-    cv_run = [r for r in runs if "tuning" not in r]
+    cv_run = [r for r in runs if "tuning" not in r["details"]]
     assert len(cv_run) == 1 and cv_run[0]["params"] == tuned["params"]
     assert cv_run[0]["scores"]["cv"] == pytest.approx(tuned["best_value"])
     # An explicit --params still wins over the tuned ones.

@@ -18,6 +18,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from kagtools.dl.images import (
+    AugmentConfig,
+    augment_batch,
+    classification_loss,
+    mixup_fn,
+    softmax,
+    tta_predict,
+)
 from kagtools.dl.trainer import (
     BestCheckpoint,
     EarlyStopping,
@@ -26,14 +34,6 @@ from kagtools.dl.trainer import (
     get_device,
     inner_holdout,
     seed_everything,
-)
-from kagtools.dl.vision import (
-    AugmentConfig,
-    augment_batch,
-    classification_loss,
-    mixup_fn,
-    softmax,
-    tta_predict,
 )
 
 __all__ = ["ImageClassifierBase"]

@@ -1,6 +1,6 @@
 """Ensembles over recorded OOF predictions: blenders, nested fitting, ensemble-level boosting.
 
-:mod:`kagtools.blend` turns them into runs; this package holds the methods.
+:mod:`kagtools.ensemble.blend` turns them into runs; this package holds the methods.
 """
 
 from kagtools.ensemble.blenders import BLENDERS, Blender, make_blender

@@ -23,9 +23,10 @@ from scipy.special import expit, logit, softmax
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression, RidgeCV
 
+from kagtools.core.metrics import get_metric
+from kagtools.core.registry import Registry
 from kagtools.ensemble.scoring import batch_score
 from kagtools.errors import KagtoolsError
-from kagtools.metrics import get_metric
 
 __all__ = [
     "Blender", "MeanBlender", "RankMeanBlender", "GeoMeanBlender", "HillClimbBlender",
@@ -289,9 +290,10 @@ class LGBMStacker(Blender):
         return scores.reshape(len(scores), -1)
 
 
-# Method name -> (class, fixed keywords). Every method works for binary, multiclass, regression;
-# all but the LightGBM stackers for multitarget regression too (weights shared by the targets).
-BLENDERS: dict[str, tuple[type[Blender], dict[str, Any]]] = {
+# Every method works for binary, multiclass, regression; all but the LightGBM stackers for
+# multitarget regression too (weights shared by the targets). An entry is (class, fixed keywords).
+BLENDERS: Registry[tuple[type[Blender], dict[str, Any]]] = Registry("blend method")
+for _name, _entry in {
     "mean": (MeanBlender, {}),
     "rank_mean": (RankMeanBlender, {}),
     "geo_mean": (GeoMeanBlender, {}),
@@ -300,14 +302,13 @@ BLENDERS: dict[str, tuple[type[Blender], dict[str, Any]]] = {
     "stack_linear": (LinearStacker, {}),
     "stack_lgbm": (LGBMStacker, {}),
     "stack_lgbm_features": (LGBMStacker, {"features": True}),
-}
+}.items():
+    BLENDERS.add(_name, _entry)
 
 
 def make_blender(method: str, *, task: str, metric: str, seed: int = 0, fold_features: Any = None) -> Blender:
     """A fresh blender for ``method`` (see :data:`BLENDERS`)."""
-    if method not in BLENDERS:
-        raise KagtoolsError(f"unknown blend method '{method}' (known: {', '.join(BLENDERS)})")
-    cls, fixed = BLENDERS[method]
+    cls, fixed = BLENDERS.get(method)
     kwargs: dict[str, Any] = {"task": task, **fixed}
     names = cls().get_params()
     if "metric" in names:

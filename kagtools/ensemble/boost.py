@@ -17,23 +17,30 @@ test predictions are left out of the average).
 
 from __future__ import annotations
 
-import time
+from functools import partial
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, logit, softmax
 from sklearn.base import clone
 
-from kagtools.cv import TrainingSet, encode_target, fold_frames, score_oof
-from kagtools.cv import _squeeze as _sq
+from kagtools.core.engine import (
+    Fold,
+    FoldOutput,
+    TrainingSet,
+    encode_target,
+    fold_frames,
+    run_folds,
+    score_oof,
+    squeeze,
+)
+from kagtools.core.folds import Folds
+from kagtools.core.model_registry import make_model
+from kagtools.core.runs import Run, RunRecord, make_run_id, provenance, write_run
+from kagtools.core.spec import CompetitionSpec
 from kagtools.errors import KagtoolsError
-from kagtools.folds import Folds
-from kagtools.models import create_model
-from kagtools.runs import Run, git_sha, make_run_id, versions, write_run
-from kagtools.spec import CompetitionSpec
 
 __all__ = ["boost_run"]
 
@@ -66,11 +73,17 @@ def _targets(y_enc: np.ndarray, task: str, k: int) -> np.ndarray:
     return np.asarray(y_enc, dtype=float).reshape(len(y_enc), -1)  # one column per target
 
 
-def _fit_fold(learner, fold_features, X, y_enc, Y, F, X_test, F_test, tr, va, task, learning_rate):
-    tr = tr[np.isfinite(F[tr].reshape(len(tr), -1)).all(axis=1)]  # rows with a base OOF prediction
+def _fit_fold(learner, fold: Fold, frames, *, data: TrainingSet, y_enc, Y, margins, F_test, task,
+              learning_rate) -> FoldOutput:
+    """One boosting stage on one fold: a regressor per column fitted to the negative gradient at
+    the base run's OOF margins of the training rows; ``test`` is returned on the margin scale."""
+    F = margins[fold.repeat]
+    va = fold.valid_idx
+    tr = fold.train_idx[np.isfinite(F[fold.train_idx].reshape(len(fold.train_idx), -1)).all(axis=1)]
     if len(tr) == 0:  # the earliest time-ordered fold: no earlier OOF to learn from, left as it was
-        return _sq(F[va].reshape(len(va), -1)), None, 0.0
-    X_tr, X_va, X_te = fold_frames(fold_features, X, y_enc, X_test, tr, va)  # as the CV loop fits them
+        return FoldOutput(valid=_from_margin(squeeze(F[va].reshape(len(va), -1)), task), info=0.0)
+    # Only rows with a base OOF prediction train; fold features fitted on them, as the CV loop fits them.
+    X_tr, X_va, X_te = fold_frames(data.fold_features, data.X, y_enc, data.X_test, tr, va)
     resid = Y[tr] - _from_margin(F[tr], task).reshape(len(tr), -1)
     h_tr, h_va, h_te = [], [], []
     for c in range(Y.shape[1]):  # one regressor per class column
@@ -80,11 +93,11 @@ def _fit_fold(learner, fold_features, X, y_enc, Y, F, X_test, F_test, tr, va, ta
         h_te.append(model.predict_scores(X_te) if X_te is not None else np.zeros(0))
     h_tr, h_va, h_te = (np.column_stack(h) for h in (h_tr, h_va, h_te))
     Ftr = F[tr].reshape(len(tr), -1)
-    step = minimize_scalar(lambda s: _loss(_sq(Ftr + s * h_tr), _sq(Y[tr]), task), bounds=(0, 20),
+    step = minimize_scalar(lambda s: _loss(squeeze(Ftr + s * h_tr), squeeze(Y[tr]), task), bounds=(0, 20),
                            method="bounded").x * learning_rate
-    valid = _sq(F[va].reshape(len(va), -1) + step * h_va)
-    test = _sq(F_test + step * h_te) if X_te is not None else None
-    return valid, test, float(step)
+    valid = squeeze(F[va].reshape(len(va), -1) + step * h_va)
+    test = squeeze(F_test + step * h_te) if X_te is not None else None
+    return FoldOutput(valid=_from_margin(valid, task), test=test, info=float(step))
 
 
 def boost_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, base: Run, *, root, model: str = "lgbm",
@@ -103,54 +116,38 @@ def boost_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, base: Run,
     learning_rate
         Shrinkage of the line-searched step.
     """
-    if base.meta.get("folds_hash") != folds.hash:
-        raise KagtoolsError(f"run {base.run_id} was made on other folds ({base.meta.get('folds_hash')} vs "
+    if base.record.folds_hash != folds.hash:
+        raise KagtoolsError(f"run {base.run_id} was made on other folds ({base.record.folds_hash} vs "
                             f"{folds.hash}); rerun it on the current folds")
-    start = time.perf_counter()
     task, cols = spec.task, base.pred_cols
     params = dict(params or {})
     seed = spec.cv.seed if seed is None else seed
     y_enc, _ = encode_target(spec, data.y)
     Y = _targets(y_enc, task, len(cols))
-    learner = create_model(model, **params)
-    names = learner.get_params()
-    learner.set_params(**{k: v for k, v in (("task", "regression"), ("seed", seed)) if k in names})
+    learner = make_model(model, params, task="regression", seed=seed)
     F_test = None
-    if data.X_test is not None and (base.path / "test.parquet").is_file():
+    if data.X_test is not None and base.has_test:
         t = base.test.set_index("id").loc[data.test_ids.to_numpy(), cols].to_numpy(float)
         F_test = _to_margin(t, task).reshape(len(t), -1)
-    splits = list(folds.splits(data.ids))
-    oofs = {r: base.oof_matrix(r, data.ids) for r in sorted({s[0] for s in splits})}
-    margins = {r: _to_margin(_sq(o), task) for r, o in oofs.items()}
-    jobs = (joblib.delayed(_fit_fold)(learner, data.fold_features, data.X, y_enc, Y, margins[r], data.X_test, F_test,
-                                      tr, va, task, learning_rate) for r, f, tr, va in splits)
-    n_jobs = n_jobs if getattr(learner, "parallel_folds", True) else 1
-    results = joblib.Parallel(n_jobs=n_jobs)(jobs)
-    parts, tests, steps = [], [], []
-    for (r, f, _, va), (valid, test, step) in zip(splits, results, strict=True):
-        part = pd.DataFrame(_from_margin(valid, task).reshape(len(va), -1), columns=cols)
-        part.insert(0, "fold", f)
-        part.insert(0, "repeat", r)
-        part.insert(0, "id", data.ids.iloc[va].to_numpy())
-        parts.append(part)
-        steps.append(step)
-        if test is not None:
-            tests.append(test)
-    oof = pd.concat(parts, ignore_index=True)
-    test = None
-    if tests:  # average on the margin scale, like the folds of one boosted model
-        test = pd.DataFrame(_from_margin(np.mean(tests, axis=0), task).reshape(len(F_test), -1), columns=cols)
-        test.insert(0, "id", data.test_ids.to_numpy())
-    scores = score_oof(spec, oof, y_enc, data.ids, cols, threshold=float(base.meta.get("threshold", 0.5)))
-    meta = {
-        "slug": spec.slug, "kind": "boost", "model": f"boost:{model}", "base_run": base.run_id,
-        "params": params, "learning_rate": learning_rate, "steps": steps, "seed": seed, "task": task,
-        "classes": base.meta.get("classes"), "pred_cols": cols, "features": data.name, "folds_hash": folds.hash,
-        "cv_scheme": folds.scheme, "scores": scores, "base_cv": base.meta["scores"]["cv"],
-        "wall_seconds": time.perf_counter() - start, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "versions": versions(), "git_sha": git_sha(),
-    }
-    if "threshold" in base.meta:
-        meta["threshold"] = base.meta["threshold"]
-    run_id = make_run_id(f"boost-{model}", {"base": base.run_id, "p": params, "lr": learning_rate}, seed, folds.hash)
-    return write_run(root, run_id, oof=oof, test=test, meta=meta)
+    repeats = range(folds.n_repeats)
+    margins = {r: _to_margin(squeeze(base.oof_matrix(r, data.ids)), task) for r in repeats}
+    fit = partial(_fit_fold, data=data, y_enc=y_enc, Y=Y, margins=margins, F_test=F_test, task=task,
+                  learning_rate=learning_rate)
+    res = run_folds(spec, data, folds, learner, seed=seed, n_jobs=n_jobs, fit_fold=fit, frames=False,
+                    predict_test=F_test is not None, desc=f"boost {model} folds")
+    test = res.test
+    if test is not None:  # averaged on the margin scale, like the folds of one boosted model
+        test = pd.concat([test[["id"]], pd.DataFrame(_from_margin(squeeze(test[cols].to_numpy(float)), task)
+                                                    .reshape(len(test), -1), columns=cols)], axis=1)
+    record = RunRecord(
+        run_id=make_run_id(f"boost-{model}", {"base": base.run_id, "p": params, "lr": learning_rate}, seed,
+                           folds.hash),
+        slug=spec.slug, kind="boost", model=f"boost:{model}", params=params, seed=seed, task=task,
+        classes=base.record.classes, pred_cols=cols, features=data.name, folds_hash=folds.hash,
+        cv_scheme=folds.scheme, runs=[base.run_id], threshold=base.record.threshold,
+        scores=score_oof(spec, res.oof, y_enc, data.ids, cols, threshold=base.record.threshold or 0.5),
+        fold_seconds=res.fold_seconds, wall_seconds=res.wall_seconds,
+        details={"learning_rate": learning_rate, "steps": [o.info for o in res.outputs],
+                 "base_cv": base.record.scores["cv"]},
+        provenance=provenance(data_fingerprint=folds.fingerprint))
+    return write_run(root, record, oof=res.oof, test=test)

@@ -21,10 +21,10 @@ import pandas as pd
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
+from kagtools.core.runs import Run
 from kagtools.ensemble.blenders import Blender
 from kagtools.ensemble.scoring import best_threshold
 from kagtools.errors import KagtoolsError
-from kagtools.runs import Run
 
 __all__ = ["Level1", "NestedBlend", "load_level1", "nested_blend"]
 

@@ -2,7 +2,7 @@
 
 Hill climbing scores every candidate blend at every step, and threshold search scores every
 threshold: :func:`batch_score` does that in one vectorised pass for the common metrics and
-falls back to one :func:`kagtools.metrics.get_metric` call per candidate for the others. Both
+falls back to one :func:`kagtools.core.metrics.get_metric` call per candidate for the others. Both
 give the same numbers (``tests/test_blend.py`` checks it).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kagtools.metrics import get_metric
+from kagtools.core.metrics import get_metric
 
 __all__ = ["batch_score", "best_threshold", "needs_threshold", "THRESHOLD_GRID"]
 

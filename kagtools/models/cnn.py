@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from kagtools.dl.estimator import ImageClassifierBase
+from kagtools.dl.images import AugmentConfig, ImageModel, tta_thetas
 from kagtools.dl.trainer import Learner
-from kagtools.dl.vision import AugmentConfig, ImageModel, tta_thetas
 from kagtools.models import register_model
 
 __all__ = ["DigitCNN", "digit_net"]
@@ -49,6 +49,8 @@ class DigitCNN(ImageClassifierBase):
     early_stopping : patience in epochs on a 10 % inner holdout of the training rows (0 = off).
     n_classes, device, num_threads, task, seed : as their names say (the CV loop sets task and seed).
     """
+
+    tasks = ("binary", "multiclass")
 
     def __init__(self, *, epochs: int = 12, lr: float = 3e-3, batch_size: int = 128, wd: float = 0.01,
                  channels: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.1,

@@ -70,6 +70,8 @@ class TabularModel(BaseEstimator):
     competition spec).
     """
 
+    tasks = ("binary", "multiclass", "regression")
+
     task: str
 
     def _make_estimator(self, X: pd.DataFrame):  # pragma: no cover - abstract
@@ -122,6 +124,8 @@ def _ordinal_preprocessor():
 class LogReg(TabularModel):
     """Logistic regression (ridge for regression) on one-hot categories and scaled numerics."""
 
+    tasks = ("binary", "multiclass", "regression", "multitarget")
+
     def __init__(self, *, task: str = "binary", C: float = 1.0, max_iter: int = 2000,
                  min_frequency: int = 5, seed: int = 0):
         self.task = task
@@ -151,6 +155,8 @@ class LogReg(TabularModel):
 
 
 class _Forest(TabularModel):
+
+    tasks = ("binary", "multiclass", "regression", "multitarget")
     _classes: tuple[type, type]
 
     def __init__(self, *, task: str = "binary", n_estimators: int = 500, max_depth: int | None = None,

@@ -1,0 +1,104 @@
+"""What every command module shares: the ``@command`` registry, common options and printing.
+
+Command modules (``kagtools/cli/cmd_*.py``) import from here; :mod:`kagtools.cli.main` imports
+them. Nothing here imports a command module, so the imports point one way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+
+from kagtools.core.registry import Registry
+from kagtools.errors import KagtoolsError
+
+__all__ = ["COMMANDS", "Command", "command", "options", "add_common", "open_ctx", "json_object_arg",
+           "print_runs", "weights_text"]
+
+
+class Command:
+    """A verb: its function, the options it adds to its parser, and its one-line help."""
+
+    def __init__(self, fn: Callable, add_options: Callable[[argparse.ArgumentParser], None], help: str):
+        self.fn, self.add_options, self.help = fn, add_options, help
+
+
+COMMANDS: Registry[Command] = Registry("command")
+
+
+def command(name: str, help: str):
+    """Decorator: ``@command("cv", "...")`` on ``fn(args)``; an ``@options`` below it adds arguments."""
+
+    def deco(fn):
+        COMMANDS.add(name, Command(fn, getattr(fn, "options", lambda p: None), help))
+        return fn
+
+    return deco
+
+
+def options(adder: Callable[[argparse.ArgumentParser], None]):
+    def deco(fn):
+        fn.options = adder
+        return fn
+
+    return deco
+
+
+def add_common(p: argparse.ArgumentParser, *, slug: bool = True) -> None:
+    if slug:
+        p.add_argument("slug", help="competition slug, e.g. titanic")
+    p.add_argument("--data-dir", help="competition files (default: $KAGTOOLS_DATA_DIR/<slug>, "
+                                      "/kaggle/input/<slug>, ./data/<slug>)")
+    p.add_argument("--workdir", help="where runs/, reports/ and submissions/ go (default: .)")
+
+
+def open_ctx(args):
+    from kagtools.workflow.context import open_context
+
+    return open_context(args.slug, data_dir=args.data_dir, workdir=args.workdir)
+
+
+def json_object_arg(text: str | None, flag: str = "--params",
+                    example: str = '{"n_estimators": 500}') -> dict:
+    """Parse a command-line JSON object, with one clear error naming the flag."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise KagtoolsError(f"{flag} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise KagtoolsError(f"{flag} must be a JSON object, e.g. '{example}'")
+    return value
+
+
+def print_runs(ctx, runs=None, highlight: str | None = None) -> None:
+    """The leaderboard of ``runs`` (default: every current run), with the split it was made on."""
+    from kagtools.core.metrics import get_metric
+    from kagtools.core.table import format_table
+    from kagtools.workflow.context import leaderboard
+
+    rows = leaderboard(ctx, runs)
+    for row in rows:
+        row["chosen"] = "*" if row["run"] == highlight else ""
+        row["cv"] = f"{row['cv']:.4f} +- {row['std']:.4f}"
+        row["nested"] = f"{row['nested']:.4f}" if row["nested"] is not None else "-"
+        row["in-sample"] = f"{row['in_sample']:.4f}" if row["in_sample"] is not None else "-"
+        row["weights"] = weights_text(row["weights"])
+        row["seconds"] = f"{row['seconds']:.1f}"
+    scheme = ctx.folds.scheme
+    greater = get_metric(ctx.spec.metric).greater_is_better
+    print(f"\n{ctx.spec.slug}: {ctx.spec.metric} ({'higher' if greater else 'lower'} is better), "
+          f"CV = {scheme['splitter']} {scheme['n_splits']} folds x {scheme['n_repeats']} repeat(s), "
+          f"seed {scheme['seed']}" + (f", grouped by {scheme['group']}" if scheme.get("group") else ""))
+    print(format_table(rows, ["chosen", "run", "model", "kind", "cv", "nested", "in-sample", "seconds", "weights"]))
+
+
+def weights_text(weights: dict | None, top: int = 3) -> str:
+    """A blend's largest run weights, e.g. ``rf-41bae0b6 .52, lgbm-2ed0b9e8 .31, +2``."""
+    if not weights:
+        return ""
+    ranked = sorted(((w, r) for r, w in weights.items() if w > 0.005), reverse=True)
+    text = ", ".join(f"{r} {w:.2f}".replace(" 0.", " .") for w, r in ranked[:top])
+    return text + (f", +{len(ranked) - top}" if len(ranked) > top else "")

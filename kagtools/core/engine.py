@@ -1,0 +1,310 @@
+"""The fold engine: the one loop that fits anything on every fold of the shared folds.
+
+For each (repeat, fold): clone the model and seed it for the fold, fit it on the training rows
+(features that use the target are fitted inside the fold by ``fold_features``, a scikit-learn
+transformer, never on validation rows), predict the validation rows (out of fold) and the test
+rows, then assemble the OOF table and the fold-averaged test predictions. Callbacks see each
+fold before and after it is fitted (LightGBM's callback style: small objects with an ``order``,
+a read-only view of the fold, stopping by exception), which is how tuning reports and prunes.
+:func:`cross_validate`, tuning trials, bagging and ensemble boosting all run through
+:func:`run_folds`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from kagtools.core.folds import Folds
+from kagtools.core.metrics import get_metric
+from kagtools.core.model_registry import fold_seed, make_model
+from kagtools.core.progress import progress
+from kagtools.core.runs import Run, RunRecord, make_run_id, pred_columns, provenance, write_run
+from kagtools.core.spec import CompetitionSpec
+from kagtools.errors import KagtoolsError
+
+__all__ = ["TrainingSet", "Fold", "FoldOutput", "FoldResult", "FoldCallback", "FoldRun", "encode_target",
+           "score_oof", "fold_frames", "fit_model_fold", "run_folds", "cross_validate", "squeeze"]
+
+
+@dataclass
+class TrainingSet:
+    """What every model of a competition is trained on: features, target and test features."""
+
+    X: pd.DataFrame
+    y: pd.Series | pd.DataFrame
+    ids: pd.Series
+    X_test: pd.DataFrame | None = None
+    test_ids: pd.Series | None = None
+    fold_features: Any = None  # a transformer fitted within each fold (target-based features)
+    name: str = "features"
+    _fold_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def fold_frames(self, key: tuple, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray):
+        """``(X_train, X_valid, X_test)`` of one fold, fold features fitted on its training rows.
+
+        Fitted once per ``key`` (folds hash, repeat, fold) and reused by every model of the run
+        set, since the fold features depend on the fold only, never on the model.
+        """
+        if self.fold_features is None:
+            return fold_frames(None, self.X, y, self.X_test, train_idx, valid_idx)
+        if key not in self._fold_cache:
+            self._fold_cache[key] = fold_frames(self.fold_features, self.X, y, self.X_test, train_idx, valid_idx)
+        return self._fold_cache[key]
+
+
+def encode_target(spec: CompetitionSpec, y) -> tuple[np.ndarray, list | None]:
+    """Classes to ``0..K-1`` for classification (sorted original labels); values otherwise."""
+    if spec.task.has_classes:
+        classes = sorted(pd.unique(np.asarray(y).ravel()).tolist())
+        index = {c: i for i, c in enumerate(classes)}
+        return np.array([index[v] for v in np.asarray(y).ravel()]), classes
+    return np.asarray(y, dtype=float), None
+
+
+def squeeze(a: np.ndarray) -> np.ndarray:
+    """One prediction column as a 1-D array; several left as they are."""
+    return a[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
+
+
+def score_oof(spec: CompetitionSpec, oof: pd.DataFrame, y_enc: np.ndarray, ids: pd.Series,
+              pred_cols: list[str], *, threshold: float = 0.5) -> dict[str, Any]:
+    """Per-fold, per-repeat and overall scores of an OOF table (long format with repeats)."""
+    metric = get_metric(spec.metric)
+    y_by_id = pd.Series(list(range(len(ids))), index=ids.values)
+    fold_scores, repeat_scores = [], []
+    for r, part in oof.groupby("repeat", sort=True):
+        pos = y_by_id.loc[part["id"].values].to_numpy()
+        preds = squeeze(part[pred_cols].to_numpy(dtype=float))
+        repeat_scores.append(metric(y_enc[pos], preds, threshold=threshold))
+        for f, fpart in part.groupby("fold", sort=True):
+            fpos = y_by_id.loc[fpart["id"].values].to_numpy()
+            fold_scores.append({"repeat": int(r), "fold": int(f),
+                                "score": metric(y_enc[fpos], squeeze(fpart[pred_cols].to_numpy(dtype=float)),
+                                                threshold=threshold)})
+    fs = np.array([f["score"] for f in fold_scores])
+    return {
+        "metric": metric.name,
+        "greater_is_better": metric.greater_is_better,
+        "cv": float(np.mean(repeat_scores)),
+        "cv_std": float(fs.std(ddof=1)) if len(fs) > 1 else 0.0,
+        "repeat_std": float(np.std(repeat_scores, ddof=1)) if len(repeat_scores) > 1 else 0.0,
+        "repeats": [float(s) for s in repeat_scores],
+        "folds": fold_scores,
+    }
+
+
+def fold_frames(fold_features, X, y, X_test, train_idx, valid_idx):
+    """``(X_train, X_valid, X_test)`` of one fold: fold features fitted on its training rows only."""
+    X_tr, X_va = X.iloc[train_idx], X.iloc[valid_idx]
+    if fold_features is None:
+        return X_tr, X_va, X_test
+    ff = clone(fold_features)
+    X_tr = ff.fit_transform(X_tr, y[train_idx])
+    return X_tr, ff.transform(X_va), ff.transform(X_test) if X_test is not None else None
+
+
+# ------------------------------------------------------------------------------------ the engine
+@dataclass(frozen=True)
+class Fold:
+    """One (repeat, fold) of the shared folds, as fold functions and callbacks see it."""
+
+    index: int  # position in the run, 0..n_folds-1
+    n_folds: int
+    repeat: int
+    fold: int
+    train_idx: np.ndarray
+    valid_idx: np.ndarray
+
+
+@dataclass
+class FoldOutput:
+    """What a fold function returns: validation (and test) predictions, the fitted model, and
+    anything else the caller wants recorded per fold (``info``)."""
+
+    valid: np.ndarray
+    test: np.ndarray | None = None
+    model: Any = None
+    info: Any = None
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """What callbacks see after a fold: its output, its score and the running mean so far."""
+
+    fold: Fold
+    output: FoldOutput
+    score: float
+    mean_score: float
+    seconds: float
+
+
+class FoldCallback:
+    """Base of the engine's callbacks; lower ``order`` runs first. Raise to stop the run."""
+
+    order: int = 0
+
+    def before_fold(self, fold: Fold, model: Any) -> None:
+        """Called before ``model`` (this fold's fresh, seeded clone) is fitted."""
+
+    def after_fold(self, result: FoldResult) -> None:
+        """Called when a fold has been fitted and scored."""
+
+
+FoldFn = Callable[[Any, Fold, tuple | None], FoldOutput]
+
+
+def fit_model_fold(model, fold: Fold, frames: tuple) -> FoldOutput:
+    """The default fold function: fit ``model`` on the fold's frames, predict validation and test."""
+    X_tr, y_tr, X_va, y_va, X_te = frames
+    model.fit(X_tr, y_tr, X_valid=X_va, y_valid=y_va)
+    valid = np.asarray(model.predict_scores(X_va), dtype=float)
+    test = np.asarray(model.predict_scores(X_te), dtype=float) if X_te is not None else None
+    return FoldOutput(valid=valid, test=test, model=model)
+
+
+@dataclass
+class FoldRun:
+    """The assembled result of :func:`run_folds`."""
+
+    oof: pd.DataFrame
+    test: pd.DataFrame | None
+    outputs: list[FoldOutput]
+    fold_seconds: list[float]
+    y_enc: np.ndarray
+    classes: list | None
+    pred_cols: list[str]
+    wall_seconds: float
+
+
+def _timed(fit_fold: FoldFn, model, fold: Fold, frames) -> tuple[FoldOutput, float]:
+    start = time.perf_counter()
+    out = fit_fold(model, fold, frames)
+    return out, time.perf_counter() - start
+
+
+def _as_2d(a: np.ndarray) -> np.ndarray:
+    return a.reshape(len(a), -1)
+
+
+def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, seed: int,
+              n_jobs: int = 1, callbacks: Sequence[FoldCallback] = (), fit_fold: FoldFn = fit_model_fold,
+              frames: bool = True, predict_test: bool = True, desc: str = "folds") -> FoldRun:
+    """Fit ``model`` (an unfitted estimator) on every fold; assemble OOF and test predictions.
+
+    Parameters
+    ----------
+    spec, data, folds
+        The competition, its training set and the shared folds.
+    model
+        The estimator each fold clones and seeds (:func:`kagtools.core.model_registry.fold_seed`).
+    seed
+        The run's seed; fold ``(r, f)`` gets ``seed + 1000 r + f``.
+    n_jobs
+        Folds fitted in parallel (joblib). With callbacks, folds run one after another so the
+        callbacks can stop the run between them.
+    callbacks
+        :class:`FoldCallback` objects, called in ``order``.
+    fit_fold
+        ``fit_fold(model, fold, frames) -> FoldOutput``; :func:`fit_model_fold` by default.
+    frames
+        Hand ``fit_fold`` the fold's ``(X_tr, y_tr, X_va, y_va, X_te)``, fold features fitted once
+        per fold (cached on ``data``); ``False`` leaves the frames to ``fit_fold``.
+    predict_test
+        Predict the test rows (a tuning trial only needs the OOF score).
+
+    Returns
+    -------
+    FoldRun
+        OOF (``id, repeat, fold`` + prediction columns), test predictions averaged over the folds
+        whose output has them, and every fold's output.
+    """
+    start = time.perf_counter()
+    y_enc, classes = encode_target(spec, data.y)
+    cols = pred_columns(spec, classes)
+    splits = list(folds.splits(data.ids))
+    if not splits:
+        raise KagtoolsError("folds: no validation rows; check the CV scheme")
+    callbacks = sorted(callbacks, key=lambda c: c.order)
+    metric = get_metric(spec.metric)
+    fold_list = [Fold(k, len(splits), r, f, tr, va) for k, (r, f, tr, va) in enumerate(splits)]
+
+    def frames_of(fold: Fold):
+        if not frames:
+            return None
+        X_tr, X_va, X_te = data.fold_frames((folds.hash, fold.repeat, fold.fold), y_enc, fold.train_idx,
+                                            fold.valid_idx)
+        return X_tr, y_enc[fold.train_idx], X_va, y_enc[fold.valid_idx], X_te if predict_test else None
+
+    def models():
+        for fold in fold_list:
+            m = clone(model).set_params(**fold_seed(model, seed, fold.repeat, fold.fold))
+            for cb in callbacks:
+                cb.before_fold(fold, m)
+            yield fold, m
+
+    if not getattr(model, "parallel_folds", True) or callbacks:
+        n_jobs = 1  # the model parallelises itself (torch threads, a GPU), or callbacks run between folds
+    results: list[tuple[FoldOutput, float]] = []
+    if n_jobs == 1:
+        scores: list[float] = []
+        for fold, m in progress(models(), total=len(fold_list), desc=desc):
+            out, secs = _timed(fit_fold, m, fold, frames_of(fold))
+            results.append((out, secs))
+            if callbacks:
+                scores.append(metric(y_enc[fold.valid_idx], out.valid))
+                result = FoldResult(fold, out, scores[-1], float(np.mean(scores)), secs)
+                for cb in callbacks:
+                    cb.after_fold(result)
+    else:
+        jobs = (joblib.delayed(_timed)(fit_fold, m, fold, frames_of(fold)) for fold, m in models())
+        parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+        results = list(progress(parallel(jobs), total=len(fold_list), desc=desc))
+
+    oof_parts, test_preds = [], []
+    for fold, (out, _) in zip(fold_list, results, strict=True):
+        part = pd.DataFrame(_as_2d(out.valid), columns=cols)
+        part.insert(0, "fold", fold.fold)
+        part.insert(0, "repeat", fold.repeat)
+        part.insert(0, "id", data.ids.iloc[fold.valid_idx].to_numpy())
+        oof_parts.append(part)
+        if out.test is not None:
+            test_preds.append(_as_2d(out.test))
+    test = None
+    if test_preds:
+        test = pd.DataFrame(np.mean(test_preds, axis=0), columns=cols)
+        test.insert(0, "id", data.test_ids.to_numpy())
+    return FoldRun(oof=pd.concat(oof_parts, ignore_index=True), test=test, outputs=[o for o, _ in results],
+                   fold_seconds=[s for _, s in results], y_enc=y_enc, classes=classes, pred_cols=cols,
+                   wall_seconds=time.perf_counter() - start)
+
+
+def cross_validate(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model_name: str,
+                   params: dict[str, Any] | None = None, *, root: Path, seed: int | None = None,
+                   n_jobs: int = 1, save_models: bool = True, run_id: str | None = None,
+                   kind: str = "cv", details: dict[str, Any] | None = None) -> Run:
+    """Fit ``model_name`` on every fold, write the run (OOF + test + run.json) and return it."""
+    params = dict(params or {})
+    seed = spec.cv.seed if seed is None else seed
+    model = make_model(model_name, params, task=spec.task, seed=seed)
+    res = run_folds(spec, data, folds, model, seed=seed, n_jobs=n_jobs, desc=f"{model_name} folds")
+    record = RunRecord(
+        run_id=run_id or make_run_id(model_name, params, seed, folds.hash, data.name),
+        slug=spec.slug, kind=kind, model=model_name, params=params, seed=seed, task=spec.task,
+        classes=res.classes, pred_cols=res.pred_cols, features=data.name,
+        n_features=int(data.X.shape[1]) if hasattr(data.X, "shape") else None,
+        folds_hash=folds.hash, cv_scheme=folds.scheme,
+        scores=score_oof(spec, res.oof, res.y_enc, data.ids, res.pred_cols),
+        fold_seconds=res.fold_seconds, wall_seconds=res.wall_seconds, details=dict(details or {}),
+        provenance=provenance(data_fingerprint=folds.fingerprint))
+    fitted = [o.model for o in res.outputs]
+    extra = {"models.joblib": lambda p: joblib.dump(fitted, p, compress=3)} if save_models else {}
+    return write_run(root, record, oof=res.oof, test=res.test, extra_files=extra)

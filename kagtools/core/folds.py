@@ -1,0 +1,177 @@
+"""Folds: made once from scikit-learn splitters, written to ``runs/<slug>/folds.csv``, shared.
+
+``folds.csv`` has one row per (training row, repeat): ``id, repeat, fold``. Beside it,
+``folds.json`` records the scheme, a fingerprint of the data it was made from and the folds'
+own hash. Pointed at other data or another scheme, the folds are rebuilt, never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import model_selection
+
+from kagtools.core.io import read_json, write_csv, write_json
+from kagtools.core.registry import Registry
+from kagtools.core.spec import CompetitionSpec, CVScheme
+from kagtools.errors import KagtoolsError
+
+__all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "data_fingerprint", "time_ordered"]
+
+
+
+@dataclass(frozen=True)
+class Splitter:
+    """A scikit-learn splitter class, and whether it takes ``y`` (stratification) and groups."""
+
+    cls: type
+    wants_y: bool = False
+    wants_groups: bool = False
+
+
+SPLITTERS: Registry[Splitter] = Registry("cv.splitter")
+for _cls, _y, _g in ((model_selection.KFold, False, False), (model_selection.StratifiedKFold, True, False),
+                     (model_selection.GroupKFold, False, True), (model_selection.StratifiedGroupKFold, True, True),
+                     (model_selection.TimeSeriesSplit, False, False)):
+    SPLITTERS.add(_cls.__name__, Splitter(_cls, _y, _g))
+
+
+def time_ordered(scheme: dict | None) -> bool:
+    """Whether folds made with ``scheme`` (a ``CVScheme.as_dict()``) follow time: each fold is
+    validated after the folds before it and may learn only from them."""
+    return (scheme or {}).get("splitter") == "TimeSeriesSplit"
+
+
+@dataclass(frozen=True)
+class Folds:
+    """Fold assignments: ``table`` has columns ``id, repeat, fold`` (fold -1: never validated)."""
+
+    table: pd.DataFrame
+    scheme: dict
+    hash: str
+    fingerprint: str | None = None  # of the data the folds were made from
+
+    @property
+    def n_repeats(self) -> int:
+        return int(self.table["repeat"].max()) + 1
+
+    @property
+    def n_splits(self) -> int:
+        return int(self.table["fold"].max()) + 1
+
+    def assignments(self, ids: pd.Series, repeat: int = 0) -> np.ndarray:
+        """The fold of each id in ``ids`` (same order), for one repeat."""
+        t = self.table[self.table["repeat"] == repeat].set_index("id")["fold"]
+        key = ids.astype(t.index.dtype) if t.index.dtype != ids.dtype else ids
+        folds = t.reindex(key.values)
+        if folds.isna().any():
+            missing = key[folds.isna().values].iloc[0]
+            raise KagtoolsError(f"folds: id {missing!r} has no fold; rebuild with `kagtools folds`")
+        return folds.to_numpy(dtype=int)
+
+    def splits(self, ids: pd.Series):
+        """Yield ``(repeat, fold, train_idx, valid_idx)`` positional indices into ``ids``.
+
+        Time-ordered folds (``TimeSeriesSplit``) train on every earlier row, the first block
+        that is never validated (fold -1) included; other schemes on every other fold.
+        """
+        ordered = time_ordered(self.scheme)
+        for r in range(self.n_repeats):
+            assign = self.assignments(ids, r)
+            for f in range(self.n_splits):
+                valid = np.flatnonzero(assign == f)
+                if len(valid) == 0:
+                    continue
+                train = np.flatnonzero(assign < f) if ordered else np.flatnonzero((assign != f) & (assign >= 0))
+                yield r, f, train, valid
+
+
+def data_fingerprint(train: pd.DataFrame, spec: CompetitionSpec) -> str:
+    """A hash of the training table's ids, targets and columns (not of its path)."""
+    h = hashlib.sha256()
+    h.update(",".join(map(str, train.columns)).encode())
+    h.update(pd.util.hash_pandas_object(train[[spec.id_col, *spec.target_cols]], index=False).values.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _stratify_labels(train: pd.DataFrame, cv: CVScheme, spec: CompetitionSpec) -> np.ndarray | None:
+    col = cv.stratify
+    if col is None:
+        return None
+    if col not in train.columns:
+        raise KagtoolsError(f"cv.stratify: column '{col}' is not in train.csv")
+    y = train[col]
+    if pd.api.types.is_float_dtype(y) and y.nunique() > cv.stratify_bins:
+        y = pd.qcut(y.rank(method="first"), cv.stratify_bins, labels=False)
+    return pd.factorize(y)[0]
+
+
+def make_folds(train: pd.DataFrame, spec: CompetitionSpec) -> pd.DataFrame:
+    """Assign every training row a fold in each repeat, with the spec's splitter."""
+    cv = spec.cv
+    splitter_ = SPLITTERS.get(cv.splitter)
+    cls, wants_y, wants_groups = splitter_.cls, splitter_.wants_y, splitter_.wants_groups
+    y = _stratify_labels(train, cv, spec)
+    if wants_y and y is None:
+        raise KagtoolsError(f"cv.splitter {cv.splitter} needs cv.stratify (a column to stratify on)")
+    groups = None
+    if wants_groups:
+        if not cv.group or cv.group not in train.columns:
+            raise KagtoolsError(f"cv.splitter {cv.splitter} needs cv.group naming a column of train.csv")
+        groups = train[cv.group].astype(str).to_numpy()
+    order = np.arange(len(train))
+    if cv.time:
+        if cv.time not in train.columns:
+            raise KagtoolsError(f"cv.time: column '{cv.time}' is not in train.csv")
+        order = np.argsort(train[cv.time].to_numpy(), kind="stable")
+    frames = []
+    for r in range(cv.n_repeats):
+        seed = cv.seed + r
+        if cls is model_selection.TimeSeriesSplit:
+            splitter = cls(n_splits=cv.n_splits)
+        elif cls is model_selection.GroupKFold:
+            splitter = _group_kfold(cv.n_splits, seed)
+        else:
+            splitter = cls(n_splits=cv.n_splits, shuffle=True, random_state=seed)
+        fold = np.full(len(train), -1, dtype=int)
+        X = np.zeros((len(train), 1))
+        split_y = y[order] if y is not None else None
+        split_g = groups[order] if groups is not None else None
+        for f, (_, valid) in enumerate(splitter.split(X, split_y, split_g)):
+            fold[order[valid]] = f
+        frames.append(pd.DataFrame({"id": train[spec.id_col].to_numpy(), "repeat": r, "fold": fold}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _group_kfold(n_splits: int, seed: int):
+    try:  # scikit-learn >= 1.6 shuffles groups when asked
+        return model_selection.GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    except TypeError:
+        return model_selection.GroupKFold(n_splits=n_splits)
+
+
+def _hash_table(table: pd.DataFrame) -> str:
+    return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).values.tobytes()).hexdigest()[:12]
+
+
+def ensure_folds(train: pd.DataFrame, spec: CompetitionSpec, run_root: Path, *, rebuild: bool = False) -> Folds:
+    """Load ``folds.csv`` if it was made from this data and scheme; otherwise (re)build it."""
+    path, meta_path = run_root / "folds.csv", run_root / "folds.json"
+    scheme = spec.cv.as_dict()
+    fingerprint = data_fingerprint(train, spec)
+    if not rebuild and path.is_file() and meta_path.is_file():
+        meta = read_json(meta_path)
+        if meta.get("scheme") == scheme and meta.get("data") == fingerprint:
+            table = pd.read_csv(path)
+            if _hash_table(table) == meta.get("hash"):
+                return Folds(table=table, scheme=scheme, hash=meta["hash"], fingerprint=fingerprint)
+    write_csv(path, make_folds(train, spec))
+    # Re-read so the hash is of what every later reader sees (CSV round-trip of the ids).
+    table = pd.read_csv(path)
+    digest = _hash_table(table)
+    write_json(meta_path, {"scheme": scheme, "data": fingerprint, "hash": digest, "rows": len(train)})
+    return Folds(table=table, scheme=scheme, hash=digest, fingerprint=fingerprint)

@@ -1,0 +1,203 @@
+"""Competition specs: what a competition IS, loaded from ``competitions/<slug>.toml``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kagtools.core.environment import project_root
+from kagtools.core.task import TASKS, Task
+from kagtools.errors import KagtoolsError
+
+__all__ = ["CVScheme", "CompetitionSpec", "load_spec", "spec_path", "list_specs", "parse_spec", "spec_to_toml", "TASKS", "Task"]
+
+SUBMISSION_KINDS = ("labels", "probabilities", "values")
+
+
+@dataclass(frozen=True)
+class CVScheme:
+    """How folds are made: a scikit-learn splitter by name, seeded, repeated ``n_repeats`` times.
+
+    ``stratify`` names the column to stratify on (usually the target); for a regression target
+    it is binned into ``stratify_bins`` quantiles first. ``group`` names the column whose rows
+    must stay together (e.g. the anchor phrase, the user).
+    """
+
+    splitter: str = "StratifiedKFold"
+    n_splits: int = 5
+    n_repeats: int = 1
+    seed: int = 42
+    stratify: str | None = None
+    group: str | None = None
+    time: str | None = None
+    stratify_bins: int = 10
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class CompetitionSpec:
+    """A competition: its files, id, target(s), task, metric, submission format and CV scheme."""
+
+    slug: str
+    task: Task
+    id_col: str
+    target_cols: tuple[str, ...]
+    metric: str
+    title: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    submission_kind: str = "labels"
+    submission_columns: tuple[str, ...] = ()
+    submission_dtypes: dict[str, str] = field(default_factory=dict)
+    cv: CVScheme = field(default_factory=CVScheme)
+    pipeline: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", Task.parse(self.task, where=f"spec '{self.slug}': task"))
+
+    @property
+    def target(self) -> str:
+        """The single target column (most competitions have one)."""
+        return self.target_cols[0]
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task.is_classification
+
+    def file(self, key: str) -> str:
+        if key not in self.files:
+            raise KagtoolsError(f"competition spec '{self.slug}' names no '{key}' file under [files]")
+        return self.files[key]
+
+
+def _spec_dirs(workdir: Path | None = None) -> list[Path]:
+    dirs = [(workdir or Path.cwd()) / "competitions", project_root() / "competitions"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def spec_path(slug: str, workdir: Path | None = None) -> Path | None:
+    for d in _spec_dirs(workdir):
+        p = d / f"{slug}.toml"
+        if p.is_file():
+            return p
+    return None
+
+
+def list_specs(workdir: Path | None = None) -> list[str]:
+    slugs = set()
+    for d in _spec_dirs(workdir):
+        slugs.update(p.stem for p in d.glob("*.toml"))
+    return sorted(slugs)
+
+
+def parse_spec(data: dict[str, Any], *, source: str = "<dict>", path: Path | None = None) -> CompetitionSpec:
+    """Build a spec from a TOML-shaped dict, with one clear error for any bad field."""
+
+    def need(key: str, table: dict[str, Any] = data, where: str = "") -> Any:
+        if key not in table:
+            raise KagtoolsError(f"{source}: missing required key '{where}{key}'")
+        return table[key]
+
+    task = Task.parse(need("task"), where=f"{source}: task")
+    targets = need("target_cols")
+    if isinstance(targets, str):
+        targets = [targets]
+    metric = data.get("metric", {})
+    metric_name = metric.get("name") if isinstance(metric, dict) else metric
+    if not metric_name:
+        raise KagtoolsError(f"{source}: missing required key 'metric.name'")
+    sub = data.get("submission", {})
+    kind = sub.get("kind", "labels")
+    if kind not in SUBMISSION_KINDS:
+        raise KagtoolsError(f"{source}: submission.kind '{kind}' is not one of {', '.join(SUBMISSION_KINDS)}")
+    cv_table = dict(data.get("cv", {}))
+    unknown = set(cv_table) - set(CVScheme.__dataclass_fields__)
+    if unknown:
+        raise KagtoolsError(f"{source}: unknown key(s) in [cv]: {', '.join(sorted(unknown))}")
+    for key in ("stratify", "group", "time"):
+        if cv_table.get(key) == "":
+            cv_table[key] = None
+    return CompetitionSpec(
+        slug=need("slug"),
+        title=data.get("title", ""),
+        task=task,
+        id_col=need("id_col"),
+        target_cols=tuple(targets),
+        metric=metric_name,
+        files=dict(data.get("files", {})),
+        submission_kind=kind,
+        submission_columns=tuple(sub.get("columns", ())),
+        submission_dtypes=dict(sub.get("dtypes", {})),
+        cv=CVScheme(**cv_table),
+        pipeline=data.get("pipeline"),
+        options=dict(data.get("options", {})),
+        path=path,
+    )
+
+
+def load_spec(slug_or_path: str | os.PathLike, workdir: Path | None = None) -> CompetitionSpec:
+    """Load ``competitions/<slug>.toml`` (from the working directory, then the project)."""
+    p = Path(slug_or_path)
+    if p.suffix == ".toml":
+        path = p if p.is_file() else None
+    else:
+        path = spec_path(str(slug_or_path), workdir)
+    if path is None:
+        known = ", ".join(list_specs(workdir)) or "none"
+        raise KagtoolsError(
+            f"no competition spec for '{slug_or_path}' (known: {known}); "
+            f"write competitions/{p.stem}.toml or run `kagtools init {p.stem}`"
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise KagtoolsError(f"{path}: not valid TOML ({exc})") from None
+    return parse_spec(data, source=str(path), path=path)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else json.dumps(key)
+
+
+def spec_to_toml(data: dict[str, Any], *, header: str = "") -> str:
+    """A TOML-shaped spec dict (what :func:`parse_spec` reads) as TOML text.
+
+    Top-level scalars first, then one ``[table]`` per nested dict; ``None`` values are left
+    out. ``header`` lines are written as comments at the top.
+    """
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    for key, value in data.items():
+        if key not in tables and value is not None:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for name, table in tables.items():
+        lines += ["", f"[{_toml_key(name)}]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # what we write must read back
+    return text

@@ -1,0 +1,158 @@
+"""The Optuna objective: a model's CV score over the shared folds, through the fold engine.
+
+:class:`FoldObjective` samples a trial's parameters, makes the model as every run makes it
+(:func:`kagtools.core.model_registry.make_model`) and fits it with
+:func:`kagtools.core.engine.run_folds`, the one fold loop (same clones, per-fold seeds and
+in-fold features as :func:`kagtools.core.engine.cross_validate`), so the best trial's value is
+the CV score its run later records. Two engine callbacks tie a trial to its folds:
+:class:`ReportAndPrune` reports the running mean of the fold scores after each fold and stops a
+poor trial; :class:`LightGBMInFoldPruning` lets LightGBM report its validation loss inside the
+first fold through optuna-integration's ``LightGBMPruningCallback`` (pruning only, never early
+stopping).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from kagtools.core.engine import Fold, FoldCallback, FoldResult, TrainingSet, run_folds, score_oof
+from kagtools.core.folds import Folds
+from kagtools.core.metrics import get_metric
+from kagtools.core.model_registry import get_model_class, make_model
+from kagtools.core.spec import CompetitionSpec
+from kagtools.tuning.pruners import LGBM_REPORT_INTERVAL
+from kagtools.tuning.space import SpaceFn
+from kagtools.tuning.workers import FINISHED, SurplusTrial, worker_id
+
+__all__ = ["FoldObjective", "ReportAndPrune", "LightGBMInFoldPruning", "FOLD_STEP_OFFSET"]
+
+# Inside-fold LightGBM reports take steps 0..n_estimators-1; fold reports come after them.
+FOLD_STEP_OFFSET = 1_000_000
+
+
+class ReportAndPrune(FoldCallback):
+    """After each fold: report the running mean of the fold scores at step ``offset + k + 1``
+    (fold ``k`` counted from 0) and stop the trial if the pruner says so (never after the last
+    fold: a trial that ran every fold completes)."""
+
+    def __init__(self, trial: optuna.Trial, offset: int = 0):
+        self.trial, self.offset = trial, offset
+
+    def after_fold(self, result: FoldResult) -> None:
+        fold = result.fold
+        self.trial.report(result.mean_score, self.offset + fold.index + 1)
+        if fold.index + 1 < fold.n_folds and self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after fold {fold.index + 1} of {fold.n_folds}")
+
+
+class _MinimisingView:
+    """What ``LightGBMPruningCallback`` sees of a trial: a minimising study.
+
+    LightGBM's default validation metric (log-loss, l2) is lower-is-better; a study that
+    maximises (accuracy, AUC) receives it negated so that the pruner compares like with like.
+    """
+
+    def __init__(self, trial: optuna.Trial, maximize: bool):
+        self._trial = trial
+        self._sign = -1.0 if maximize else 1.0
+        self.study = type("StudyView", (), {"direction": optuna.study.StudyDirection.MINIMIZE})()
+
+    def report(self, value: float, step: int) -> None:
+        self._trial.report(self._sign * value, step)
+
+    def should_prune(self) -> bool:
+        return self._trial.should_prune()
+
+
+def _lgbm_metric(task: str) -> str | None:
+    return {"binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "l2"}.get(task)
+
+
+class LightGBMInFoldPruning(FoldCallback):
+    """Before the first fold: give its LightGBM model optuna-integration's
+    ``LightGBMPruningCallback``, which reports the validation ``metric`` every
+    :data:`~kagtools.tuning.pruners.LGBM_REPORT_INTERVAL` rounds (negated when the study
+    maximises) and prunes the trial inside the fold."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, *, maximize: bool):
+        self.trial, self.metric, self.maximize = trial, metric, maximize
+
+    def before_fold(self, fold: Fold, model: Any) -> None:
+        if fold.index != 0:
+            return
+        from optuna_integration import LightGBMPruningCallback
+
+        view = _MinimisingView(self.trial, self.maximize)
+        model.set_params(callbacks=[LightGBMPruningCallback(view, self.metric,
+                                                            report_interval=LGBM_REPORT_INTERVAL)])
+
+
+@dataclass
+class FoldObjective:
+    """The Optuna objective: the CV score of ``model`` with sampled parameters on ``folds``.
+
+    After fold ``k`` the running mean of the fold scores is reported at step
+    ``offset + k + 1`` and the trial is pruned if the pruner says so; the value returned is
+    the score :func:`kagtools.core.engine.score_oof` gives the OOF predictions (mean over repeats).
+    """
+
+    spec: CompetitionSpec
+    data: TrainingSet
+    folds: Folds
+    model: str
+    space: SpaceFn
+    fixed: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    n_trials: int | None = None
+    lgbm_pruning: bool = True
+
+    @property
+    def in_fold(self) -> bool:
+        """Whether LightGBM reports its validation loss inside the first fold."""
+        from kagtools.models.tabular import LightGBM
+
+        return bool(self.lgbm_pruning and _lgbm_metric(self.spec.task)
+                    and issubclass(get_model_class(self.model), LightGBM))
+
+    def params(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        return {**self.fixed, **self.space(trial)}
+
+    def callbacks(self, trial: optuna.Trial) -> list[FoldCallback]:
+        """The engine callbacks of one trial: fold reports and pruning, LightGBM's in-fold ones."""
+        in_fold = self.in_fold
+        callbacks: list[FoldCallback] = [ReportAndPrune(trial, FOLD_STEP_OFFSET if in_fold else 0)]
+        if in_fold:
+            maximize = get_metric(self.spec.metric).greater_is_better
+            callbacks.append(LightGBMInFoldPruning(trial, _lgbm_metric(self.spec.task), maximize=maximize))
+        return callbacks
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self._check_surplus(trial)
+        trial.set_user_attr("worker", worker_id())
+        seed = self.spec.cv.seed if self.seed is None else self.seed
+        model = make_model(self.model, self.params(trial), task=self.spec.task, seed=seed)
+        with warnings.catch_warnings():
+            # LightGBM >= 4.7 prefers eval_X/eval_y to the eval_set the model passes.
+            warnings.filterwarnings("ignore", message=".*'eval_set' is deprecated")
+            res = run_folds(self.spec, self.data, self.folds, model, seed=seed, callbacks=self.callbacks(trial),
+                            predict_test=False, desc=f"trial {trial.number} folds")
+        scores = score_oof(self.spec, res.oof, res.y_enc, self.data.ids, res.pred_cols)
+        trial.set_user_attr("cv_std", scores["cv_std"])
+        return scores["cv"]
+
+    def _check_surplus(self, trial: optuna.Trial) -> None:
+        # Trial numbers are unique across workers: a trial is surplus when the finished trials
+        # plus the running ones numbered before it already make the target.
+        if self.n_trials is None:
+            return
+        trials = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+        ahead = sum(1 for t in trials if t.state != TrialState.RUNNING or t.number < trial.number)
+        if ahead >= self.n_trials:
+            trial.set_user_attr("surplus", True)
+            trial.study.stop()
+            raise SurplusTrial(f"the study already has {self.n_trials} trials")

@@ -1,0 +1,102 @@
+"""Where a study lives: opening Optuna storages, with one clear error line when that fails.
+
+A study is kept in a storage: a SQLite file under ``runs/<slug>/`` by default
+(:func:`default_storage`), any SQLAlchemy URL (``postgresql://...``) for workers on several
+machines, or ``journal:PATH`` for Optuna's file journal (several processes on one file system).
+Passwords never reach a message or a saved file (:func:`redact_url`).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from kagtools.errors import KagtoolsError
+
+__all__ = ["open_storage", "redact_url", "default_storage"]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and saved files)."""
+    if "://" not in url or "@" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL we cannot parse is reported by open_storage
+        return url.split("://", 1)[0] + "://***"
+
+
+def default_storage(root: Path) -> str:
+    """The embedded default: a SQLite file beside the competition's runs (``root``)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(root / 'optuna.db').resolve()}"
+
+
+def _postgres_driver(url: str) -> str:
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; use psycopg2 where only it is there.
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return url
+    import importlib.util
+
+    driver = "psycopg" if importlib.util.find_spec("psycopg") or not importlib.util.find_spec("psycopg2") \
+        else "psycopg2"
+    return f"postgresql+{driver}://{rest}"
+
+
+def open_storage(url: str, *, heartbeat_interval: int | None = 10,
+                 grace_period: int | None = 30) -> optuna.storages.BaseStorage:
+    """Open an Optuna storage, or raise one clear :class:`KagtoolsError` line.
+
+    Parameters
+    ----------
+    url : str
+        A SQLAlchemy URL (``sqlite:///path.db``, ``postgresql://user:pw@host/db``) or
+        ``journal:PATH`` for Optuna's file journal (several processes on one file system).
+    heartbeat_interval, grace_period : int or None
+        RDB storages record a heartbeat of every running trial; a trial whose heartbeat is
+        older than ``grace_period`` seconds (its worker died) is marked failed by the next
+        worker that starts a trial. ``None`` turns the heartbeat off.
+    """
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise KagtoolsError(f"cannot open the Optuna journal {path}: {exc.strerror or exc}") from None
+    import sqlalchemy.exc
+
+    given, url = url, _postgres_driver(url)
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 60}  # several local workers share one file
+    elif url.startswith("postgresql"):
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}  # fail fast on a dead host
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                  heartbeat_interval=heartbeat_interval,
+                                                  grace_period=grace_period)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            # Workers starting together on a new database race to create Optuna's tables.
+            if attempt == 2:
+                error: Exception = exc
+                break
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            error = exc
+            break
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    raise KagtoolsError(f"cannot open the Optuna storage {redact_url(given)}: {reason}") from None

@@ -1,0 +1,135 @@
+"""The flow behind the CLI: spec -> data -> features -> folds -> runs -> blend -> submission.
+
+Each step reads the previous step's artifact; :class:`Context` gathers what they share.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from kagtools.core.data import CompetitionData, load_competition
+from kagtools.core.engine import TrainingSet, cross_validate
+from kagtools.core.environment import default_workdir
+from kagtools.core.folds import Folds, ensure_folds
+from kagtools.core.metrics import get_metric
+from kagtools.core.runs import Run, list_runs, load_run, run_root
+from kagtools.core.spec import CompetitionSpec, load_spec
+from kagtools.core.submission import render_submission, write_submission
+from kagtools.errors import KagtoolsError
+from kagtools.workflow.pipeline import build_training_set, load_pipeline, pipeline_models
+
+__all__ = ["Context", "open_context", "run_model", "run_pipeline_models", "choose_best", "make_submission",
+           "leaderboard"]
+
+
+@dataclass
+class Context:
+    """One competition, its data and where its artifacts go."""
+
+    spec: CompetitionSpec
+    data_dir: str | os.PathLike | None
+    workdir: Path
+
+    @cached_property
+    def data(self) -> CompetitionData:
+        return load_competition(self.spec, self.data_dir)
+
+    @cached_property
+    def training_set(self) -> TrainingSet:
+        return build_training_set(self.spec, self.data)
+
+    @property
+    def root(self) -> Path:
+        return run_root(self.workdir, self.spec.slug)
+
+    @property
+    def reports(self) -> Path:
+        return self.workdir / "reports" / self.spec.slug
+
+    @cached_property
+    def folds(self) -> Folds:
+        return ensure_folds(self.data.train, self.spec, self.root)
+
+    @property
+    def pipeline(self):
+        return load_pipeline(self.spec)
+
+    def runs(self) -> list[Run]:
+        """Runs made on the current folds (stale runs from other folds are left out)."""
+        return list_runs(self.root, folds_hash=self.folds.hash)
+
+    def run(self, run_id: str) -> Run:
+        return load_run(self.root, run_id)
+
+    def eda_notes(self) -> list[str]:
+        """Lines the pipeline module adds to the EDA report (``eda_notes(data, spec)``)."""
+        fn = getattr(self.pipeline, "eda_notes", None)
+        return list(fn(self.data, self.spec)) if fn else []
+
+
+def open_context(slug: str, *, data_dir: str | os.PathLike | None = None,
+                 workdir: str | os.PathLike | None = None) -> Context:
+    workdir = Path(workdir) if workdir else default_workdir()
+    return Context(spec=load_spec(slug, workdir), data_dir=data_dir, workdir=workdir)
+
+
+def run_model(ctx: Context, model: str, params: dict[str, Any] | None = None, *, n_jobs: int = 1,
+              seed: int | None = None, run_id: str | None = None, **kwargs) -> Run:
+    """Cross-validate one model on the shared folds and write its run."""
+    return cross_validate(ctx.spec, ctx.training_set, ctx.folds, model, params, root=ctx.root,
+                          n_jobs=n_jobs, seed=seed, run_id=run_id, **kwargs)
+
+
+def run_pipeline_models(ctx: Context, *, profile: str | None = None, n_jobs: int = 1) -> list[Run]:
+    """Cross-validate every model of the pipeline (tuned parameters where ``tune`` left some)."""
+    from kagtools.tuning.study import tuned_params
+
+    runs = []
+    for name, (model, params) in pipeline_models(ctx.spec, profile).items():
+        tuned = tuned_params(ctx.root, model)
+        print(f"  cv {name} ({model}{', tuned params' if tuned else ''})", flush=True)
+        runs.append(run_model(ctx, model, {**params, **tuned}, n_jobs=n_jobs))
+    return runs
+
+
+def choose_best(ctx: Context, runs: list[Run]) -> Run:
+    """The run with the best score (the nested one for blends), ties to the simpler run."""
+    if not runs:
+        raise KagtoolsError(f"no runs for '{ctx.spec.slug}' on the current folds; run `kagtools cv` first")
+    metric = get_metric(ctx.spec.metric)
+    best = runs[0]
+    for run in runs[1:]:
+        if metric.better(run.score, best.score):
+            best = run
+    return best
+
+
+def make_submission(ctx: Context, run: Run, info: dict[str, Any] | None = None) -> Path:
+    """Render ``run``'s test predictions, validate against the sample, write atomically."""
+    sample = ctx.data.sample_submission
+    if sample is None:
+        raise KagtoolsError(f"spec '{ctx.spec.slug}' names no sample_submission file to validate against")
+    if not run.has_test:
+        raise KagtoolsError(f"run {run.run_id} has no test predictions")
+    sub = render_submission(ctx.spec, run, sample)
+    return write_submission(ctx.spec, sub, sample, workdir=ctx.workdir, run=run, info=info)
+
+
+def leaderboard(ctx: Context, runs: list[Run] | None = None) -> list[dict[str, Any]]:
+    """Rows for the runs table, best first."""
+    runs = ctx.runs() if runs is None else runs
+    metric = get_metric(ctx.spec.metric)
+    rows = []
+    for r in runs:
+        rec = r.record
+        rows.append({
+            "run": r.run_id, "model": rec.model, "kind": rec.kind, "cv": rec.scores["cv"],
+            "std": rec.scores.get("cv_std", 0.0), "nested": rec.scores.get("nested"),
+            "in_sample": rec.scores.get("in_sample"), "weights": rec.weights, "seconds": rec.wall_seconds,
+        })
+    rows.sort(key=lambda row: -metric.sign() * (row["nested"] if row["nested"] is not None else row["cv"]))
+    return rows
