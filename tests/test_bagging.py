@@ -9,8 +9,8 @@ from sklearn.base import clone
 
 from kagtools.core.engine import cross_validate
 from kagtools.ensemble.bagging import bagged_cv
-from kagtools.models.bag import Bag
 from kagtools.errors import KagtoolsError
+from kagtools.models.bag import Bag
 
 
 def _xy(n=300, seed=0):

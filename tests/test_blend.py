@@ -11,11 +11,11 @@ from scipy.special import expit, softmax
 from kagtools.core.engine import encode_target
 from kagtools.core.metrics import get_metric
 from kagtools.core.runs import load_run, write_run
-from tests.conftest import make_record
 from kagtools.core.spec import CompetitionSpec
 from kagtools.ensemble import batch_score, best_threshold, load_level1, make_blender
 from kagtools.ensemble.blend import AUTO_METHODS, METHODS, auto_blend, blend, check_compatible
 from kagtools.errors import KagtoolsError
+from tests.conftest import make_record
 
 N, N_TEST, FOLDS, REPEATS = 600, 50, 5, 2
 METRIC = {"binary": "log_loss", "multiclass": "log_loss", "regression": "rmse"}

@@ -15,11 +15,11 @@ import pytest
 from kagtools.cli.main import main
 from kagtools.core.environment import kernel_metadata, kernel_slug
 from kagtools.core.io import write_json
-from tests.conftest import make_record
 from kagtools.core.runs import list_runs, load_run, write_run
 from kagtools.errors import KagtoolsError
 from kagtools.kaggle.kernel import bundle_sources, import_kernel_runs, kernel_log_text
 from kagtools.workflow.context import open_context
+from tests.conftest import make_record
 from tests.fake_kaggle import FakeKaggle, clean_identity, titanic_competition, write_kaggle_json
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from kagtools.cli.cmd_recommend import find_movie, recommend, similar_items
 from kagtools.errors import KagtoolsError
 from kagtools.models import create_model, list_models
 from kagtools.models.recsys import _ridge_rows
+from kagtools.workflow.recommend import find_movie, recommend, similar_items
 
 CF_MODELS = ["cf_global_mean", "cf_biases", "cf_mf", "cf_dot", "cf_neural"]
 FAST = {"cf_mf": {"n_factors": 4, "n_iter": 3}, "cf_dot": {"epochs": 1}, "cf_neural": {"epochs": 1}}

@@ -2,11 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import make_record
 from kagtools.core.runs import write_run
 from kagtools.core.spec import load_spec
 from kagtools.core.submission import render_submission, validate_submission, write_submission
 from kagtools.errors import KagtoolsError
+from tests.conftest import make_record
 
 
 @pytest.fixture

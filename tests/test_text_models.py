@@ -72,9 +72,8 @@ def test_similarity_lgbm_ignores_free_text_columns():
 
 @needs_minilm
 def test_layer_groups_cover_every_parameter_once():
-    from kagtools.models.cross_encoder import MeanPoolRegressor, _layer_groups
-
     from kagtools.features.phrases import local_minilm_path
+    from kagtools.models.cross_encoder import MeanPoolRegressor, _layer_groups
 
     net = MeanPoolRegressor(local_minilm_path())
     groups = _layer_groups(net)
@@ -211,9 +210,9 @@ def test_group_cross_encoder_trains_on_real_anchors_and_predicts_in_input_order(
 @needs_minilm
 def test_backbone_dropout_sets_every_encoder_dropout_rate():
     import torch
-    from kagtools.models.cross_encoder import MeanPoolRegressor
 
     from kagtools.features.phrases import local_minilm_path
+    from kagtools.models.cross_encoder import MeanPoolRegressor
 
     net = MeanPoolRegressor(local_minilm_path(), dropout=0.0, backbone_dropout=0.0)
     rates = {k: v for k, v in vars(net.backbone.config).items() if "dropout" in k and isinstance(v, float)}

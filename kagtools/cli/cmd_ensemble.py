@@ -9,14 +9,13 @@ __all__ = ["cmd_blend", "cmd_boost"]
 
 
 def _blend_options(p) -> None:
-    from kagtools.ensemble.blend import METHODS
-
     add_common(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--runs", nargs="+", metavar="ID", help="the runs to blend (default: every single-model run)")
     which.add_argument("--top", type=int, metavar="K", help="blend the K best single-model runs")
-    p.add_argument("--method", nargs="+", choices=("auto", *METHODS), default=["auto"],
-                   help="blend method(s); auto tries them all and draws reports/<slug>/blend.png")
+    p.add_argument("--method", nargs="+", default=["auto"], metavar="METHOD",
+                   help="blend method(s) (see docs/ensembles.md; an unknown one is named with the known ones); "
+                        "auto tries them all and draws reports/<slug>/blend.png")
 
 
 def _select(ctx, ids: list[str] | None, top: int | None):

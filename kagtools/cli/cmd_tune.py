@@ -10,8 +10,6 @@ __all__ = ["cmd_tune"]
 
 
 def _tune_options(p) -> None:
-    from kagtools.tuning.pruners import PRUNERS
-
     add_common(p)
     p.add_argument("--model", help="registered model name (default: the pipeline's lgbm, else its first "
                                    "model with a search space)")
@@ -23,7 +21,8 @@ def _tune_options(p) -> None:
     p.add_argument("--study", help="study name (default: <slug>-<model>-<features>-<folds hash>)")
     p.add_argument("--n-jobs", type=int, default=1, help="workers running trials side by side (processes)")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT): run the workers there")
-    p.add_argument("--pruner", default="median", choices=PRUNERS, help="prune on per-fold scores (default median)")
+    p.add_argument("--pruner", default="median",
+                   help="prune on per-fold scores: median (default), halving or none")
     p.add_argument("--seed", type=int, help="sampler and model seed (default: the CV seed)")
     p.add_argument("--params", help="parameters held fixed, as a JSON object")
     p.add_argument("--space", help='search-space entries as JSON, e.g. \'{"num_leaves": {"low": 4, "high": 64, '
