@@ -47,10 +47,10 @@ def _extra_titanic_runs(ctx) -> str:
         ctx.spec, ctx.training_set, ctx.folds, runs["logreg"], root=ctx.root, model="lgbm",
         params={"n_estimators": 100, "learning_rate": 0.03, "num_leaves": 8, "min_child_samples": 10}, n_jobs=2)
     return (f"Bagging: LightGBM over 5 seeds {bag.score:.4f} (single seeds: "
-            f"{', '.join(f'{x:.4f}' for x in bag.record.details["bag_scores"])}; the pipeline's run {runs['lgbm'].score:.4f}). "
+            f"{', '.join(f'{x:.4f}' for x in bag.record.details['bag_scores'])}; the pipeline's run {runs['lgbm'].score:.4f}). "
             f"Boosting: LightGBM on the logistic regression's OOF residuals {boost.score:.4f} "
             f"(the logistic regression alone {runs['logreg'].score:.4f}; steps "
-            f"{np.mean(boost.record.details["steps"]):.2f} on average).")
+            f"{np.mean(boost.record.details['steps']):.2f} on average).")
 
 
 def competition_section(slug: str, workdir: Path, *, train: bool) -> str | None:

@@ -29,7 +29,10 @@ from optuna.trial import TrialState  # noqa: E402
 from benchmarks.record import record  # noqa: E402
 from kagtools.core.engine import cross_validate  # noqa: E402
 from kagtools.core.folds import ensure_folds  # noqa: E402
-from kagtools.tuning import FoldObjective, ModelSpace, Tuning, run_workers, tune  # noqa: E402
+from kagtools.tuning.objective import FoldObjective  # noqa: E402
+from kagtools.tuning.space import ModelSpace  # noqa: E402
+from kagtools.tuning.study import tune  # noqa: E402
+from kagtools.tuning.workers import Tuning, run_workers  # noqa: E402
 from kagtools.workflow.context import make_submission, open_context  # noqa: E402
 from kagtools.workflow.pipeline import pipeline_models  # noqa: E402
 

@@ -13,7 +13,9 @@ from optuna.trial import TrialState
 from kagtools.core.engine import cross_validate
 from kagtools.core.parallel import scheduler_context
 from kagtools.errors import KagtoolsError
-from kagtools.tuning import FoldObjective, ModelSpace, Tuning, run_workers
+from kagtools.tuning.objective import FoldObjective
+from kagtools.tuning.space import ModelSpace
+from kagtools.tuning.workers import Tuning, run_workers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_tuning import SMALL_LGBM, synthetic_context  # noqa: E402

@@ -30,20 +30,12 @@ from kagtools.core.folds import Folds, ensure_folds
 from kagtools.core.spec import CompetitionSpec, parse_spec
 from kagtools.errors import KagtoolsError
 from kagtools.models import register_model
-from kagtools.tuning import (
-    FOLD_STEP_OFFSET,
-    FoldObjective,
-    ModelSpace,
-    ReportAndPrune,
-    Tuning,
-    check_space,
-    fail_dead_trials,
-    make_pruner,
-    open_storage,
-    run_workers,
-    tune,
-    worker_id,
-)
+from kagtools.tuning.objective import FOLD_STEP_OFFSET, FoldObjective, ReportAndPrune
+from kagtools.tuning.pruners import make_pruner
+from kagtools.tuning.space import ModelSpace, check_space
+from kagtools.tuning.storage import open_storage
+from kagtools.tuning.study import tune
+from kagtools.tuning.workers import Tuning, fail_dead_trials, run_workers, worker_id
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("KAGTOOLS_TEST_POSTGRES_URL")
@@ -251,7 +243,7 @@ WORKER_SCRIPT = textwrap.dedent("""
     sys.path[:0] = [{root!r}, {tests!r}]
     from pathlib import Path
     from test_tuning import synthetic_context
-    from kagtools.tuning import tune
+    from kagtools.tuning.study import tune
     ctx = synthetic_context(Path({workdir!r}))
     Path({ready!r}).touch()  # imports done: wait for the start signal so workers begin together
     while not Path({workdir!r}, "go").exists():

@@ -33,7 +33,7 @@ def _cv_options(p):
 @options(_cv_options)
 def cmd_cv(args) -> None:
     from kagtools.core.parallel import scheduler_context
-    from kagtools.tuning.study import tuned_params
+    from kagtools.tuning.tuned import tuned_params
     from kagtools.workflow.context import run_model
 
     ctx = open_ctx(args)

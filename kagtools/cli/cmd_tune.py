@@ -56,7 +56,9 @@ def _default_model(ctx) -> str:
 @command("tune", "tune a model's hyper-parameters with Optuna on the shared folds (resumable study)")
 @options(_tune_options)
 def cmd_tune(args) -> None:
-    from kagtools.tuning import redact_url, tune, tuned_params_path
+    from kagtools.tuning.storage import redact_url
+    from kagtools.tuning.study import tune
+    from kagtools.tuning.tuned import tuned_params_path
 
     ctx = open_ctx(args)
     args.model = args.model or _default_model(ctx)

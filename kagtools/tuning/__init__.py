@@ -12,8 +12,9 @@ journal. ``n_trials`` is the study's target of finished (complete + pruned) tria
 rerunning the same command continues an interrupted study and several workers together stop
 at exactly that total. Workers are local processes (joblib) or Dask tasks (``scheduler``).
 
-Modules
--------
+Modules (import from them: importing this package imports nothing, so reading tuned
+parameters never pays for Optuna)
+--------------------
 storage
     :func:`open_storage`, :func:`redact_url`, :func:`default_storage`.
 space
@@ -30,50 +31,3 @@ study
     :func:`tune`, :func:`summarize`, :class:`TuneResult`, :func:`tuned_params_path`,
     :func:`tuned_params`, :func:`default_study_name`.
 """
-
-from kagtools.tuning.objective import (
-    FOLD_STEP_OFFSET,
-    FoldObjective,
-    LightGBMInFoldPruning,
-    ReportAndPrune,
-)
-from kagtools.tuning.pruners import PRUNERS, OnLatestValue, make_pruner
-from kagtools.tuning.reports import write_reports
-from kagtools.tuning.space import ModelSpace, check_space, parse_space
-from kagtools.tuning.storage import default_storage, open_storage, redact_url
-from kagtools.tuning.study import (
-    TuneResult,
-    default_study_name,
-    summarize,
-    tune,
-    tuned_params,
-    tuned_params_path,
-)
-from kagtools.tuning.workers import Tuning, fail_dead_trials, run_workers, worker_id
-
-__all__ = [
-    "FOLD_STEP_OFFSET",
-    "FoldObjective",
-    "LightGBMInFoldPruning",
-    "ModelSpace",
-    "OnLatestValue",
-    "PRUNERS",
-    "ReportAndPrune",
-    "TuneResult",
-    "Tuning",
-    "check_space",
-    "default_storage",
-    "default_study_name",
-    "fail_dead_trials",
-    "make_pruner",
-    "open_storage",
-    "parse_space",
-    "redact_url",
-    "run_workers",
-    "summarize",
-    "tune",
-    "tuned_params",
-    "tuned_params_path",
-    "worker_id",
-    "write_reports",
-]

@@ -4,7 +4,7 @@
 :mod:`kagtools.tuning.storage`) until it has ``n_trials`` finished trials, summarizes it
 (:class:`TuneResult`), cross-validates the best parameters into a normal run, saves them in
 ``runs/<slug>/tuned/<model>.json`` (:func:`tuned_params_path`, read back by
-:func:`tuned_params`) and draws the reports. It takes the competition's context duck-typed
+:mod:`kagtools.tuning.tuned`) and draws the reports. It takes the competition's context duck-typed
 (``spec``, ``training_set``, ``folds``, ``root``, ``reports``) and imports nothing of the
 workflow above it: the pipeline's parameters for the model come in as ``base_params``.
 """
@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from kagtools.core.engine import cross_validate
-from kagtools.core.io import read_json, write_json
+from kagtools.core.io import write_json
 from kagtools.core.metrics import get_metric
 from kagtools.errors import KagtoolsError
 from kagtools.tuning.objective import FoldObjective
@@ -28,21 +27,10 @@ from kagtools.tuning.pruners import make_pruner
 from kagtools.tuning.reports import write_reports
 from kagtools.tuning.space import ModelSpace, check_space, parse_space
 from kagtools.tuning.storage import default_storage, redact_url
+from kagtools.tuning.tuned import tuned_params_path
 from kagtools.tuning.workers import Tuning, run_workers, trial_counts
 
-__all__ = ["TuneResult", "tune", "summarize", "tuned_params_path", "tuned_params", "default_study_name"]
-
-
-def tuned_params_path(root: Path, model: str) -> Path:
-    """Where ``kagtools tune`` leaves the best parameters of ``model`` (``root``: the
-    competition's runs, ``runs/<slug>``)."""
-    return Path(root) / "tuned" / f"{model}.json"
-
-
-def tuned_params(root: Path, model: str) -> dict[str, Any]:
-    """The tuned parameters of ``model`` under ``root``, or {} when it was never tuned."""
-    path = tuned_params_path(root, model)
-    return dict(read_json(path).get("params", {})) if path.is_file() else {}
+__all__ = ["TuneResult", "tune", "summarize", "default_study_name"]
 
 
 def default_study_name(ctx, model: str) -> str:

@@ -86,7 +86,7 @@ def run_model(ctx: Context, model: str, params: dict[str, Any] | None = None, *,
 
 def run_pipeline_models(ctx: Context, *, profile: str | None = None, n_jobs: int = 1) -> list[Run]:
     """Cross-validate every model of the pipeline (tuned parameters where ``tune`` left some)."""
-    from kagtools.tuning.study import tuned_params
+    from kagtools.tuning.tuned import tuned_params
 
     runs = []
     for name, (model, params) in pipeline_models(ctx.spec, profile).items():
