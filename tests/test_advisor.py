@@ -110,11 +110,28 @@ def test_adversarial_validation_names_the_drifting_column():
     rng = np.random.default_rng(0)
     train = pd.DataFrame({"id": range(400), "a": rng.normal(size=400), "b": rng.normal(size=400), "y": 0})
     test = pd.DataFrame({"id": range(400, 600), "a": rng.normal(size=200), "b": rng.normal(3, 1, size=200)})
-    auc, top = adversarial_auc(train, test, id_col="id", target_cols=["y"])
-    assert auc > 0.9 and top[0] == "b"
+    auc, gain = adversarial_auc(train, test, id_col="id", target_cols=["y"])
+    assert auc > 0.9 and gain.index[0] == "b" and gain["b"] > 0
     same = pd.DataFrame({"id": range(400, 600), "a": rng.normal(size=200), "b": rng.normal(size=200)})
     auc, _ = adversarial_auc(train, same, id_col="id", target_cols=["y"])
     assert auc < 0.65
+
+
+def test_eda_and_split_advisor_report_the_same_drift_auc(tmp_path):
+    """One adversarial validation: the EDA report and `kagtools folds --explain` print one figure."""
+    from kagtools.analysis.eda import build_eda
+
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"id": range(300), "a": rng.normal(size=300), "c": rng.choice(list("pqr"), 300),
+                          "y": rng.normal(size=300)})
+    test = pd.DataFrame({"id": range(300, 450), "a": rng.normal(0.5, 1, size=150),
+                         "c": rng.choice(list("pqrs"), 150)})
+    spec = CompetitionSpec(slug="toy", task="regression", id_col="id", target_cols=("y",), metric="rmse",
+                           cv=CVScheme(seed=7))
+    data = CompetitionData(train=train, test=test, sample_submission=None, data_dir=tmp_path)
+    report = build_eda(spec, data)
+    advice = advise(train, test, id_col="id", target_cols=["y"], task="regression", seed=spec.cv.seed)
+    assert report.adversarial_auc == advice.drift_auc > 0.55
 
 
 def test_compare_schemes_shows_the_optimism_of_a_naive_split(tmp_path):

@@ -2,7 +2,9 @@
 
 Shapes, dtypes, missing values, cardinality, target balance, target by feature level and by
 binned numeric, correlations, duplicates, and train-vs-test drift by adversarial validation
-(a LightGBM classifier's AUC at telling train rows from test rows, and what drives it).
+(a LightGBM classifier's AUC at telling train rows from test rows, and what drives it; the
+split advisor's :func:`~kagtools.analysis.split_advisor.adversarial_auc`, so the report and
+``kagtools folds --explain`` print the same figure).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kagtools.analysis.split_advisor import adversarial_auc
 from kagtools.core.data import CompetitionData
 from kagtools.core.io import atomic_path
 from kagtools.core.spec import CompetitionSpec
 
-__all__ = ["EDAResult", "adversarial_validation", "build_eda", "write_eda"]
+__all__ = ["EDAResult", "build_eda", "write_eda"]
 
 MAX_FEATURE_CHARTS = 24
 
@@ -52,39 +55,6 @@ def _id_like(s: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(s) and s.nunique(dropna=True) > 0.5 * max(len(s), 1)
 
 
-def _feature_columns(train: pd.DataFrame, spec: CompetitionSpec) -> list[str]:
-    return [c for c in train.columns if c != spec.id_col and c not in spec.target_cols]
-
-
-def adversarial_validation(train: pd.DataFrame, test: pd.DataFrame, columns: list[str], *,
-                           seed: int = 0, n_splits: int = 5) -> tuple[float, pd.Series]:
-    """CV ROC AUC of LightGBM telling train from test rows, and its feature importances (gain).
-
-    About 0.5 means test looks like train; well above it means drift that CV will not see.
-    Id-like text columns are left out (they separate anything from anything).
-    """
-    import lightgbm as lgb
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
-
-    cols = [c for c in columns if c in test.columns and not _id_like(train[c])]
-    both = pd.concat([train[cols], test[cols]], ignore_index=True)
-    for c in cols:
-        if not pd.api.types.is_numeric_dtype(both[c]):
-            both[c] = both[c].astype("string").astype("category")
-    is_test = np.r_[np.zeros(len(train)), np.ones(len(test))]
-    oof = np.zeros(len(both))
-    importance = pd.Series(0.0, index=cols)
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for tr, va in folds.split(both, is_test):
-        model = lgb.LGBMClassifier(n_estimators=100, learning_rate=0.1, num_leaves=15, verbose=-1,
-                                   random_state=seed, n_jobs=1, importance_type="gain")
-        model.fit(both.iloc[tr], is_test[tr])
-        oof[va] = model.predict_proba(both.iloc[va])[:, 1]
-        importance += model.feature_importances_
-    return float(roc_auc_score(is_test, oof)), (importance / importance.sum()).sort_values(ascending=False)
-
-
 def build_eda(spec: CompetitionSpec, data: CompetitionData, notes: Sequence[str] = ()) -> EDAResult:
     import matplotlib
 
@@ -93,7 +63,7 @@ def build_eda(spec: CompetitionSpec, data: CompetitionData, notes: Sequence[str]
 
     train, test = data.train, data.test
     res = EDAResult()
-    feats = _feature_columns(train, spec)
+    feats = [c for c in train.columns if c != spec.id_col and c not in spec.target_cols]
     shown = feats[:MAX_FEATURE_CHARTS]
     target = spec.target_cols[0]
 
@@ -180,16 +150,18 @@ def build_eda(spec: CompetitionSpec, data: CompetitionData, notes: Sequence[str]
     res.summary.append(f"duplicates: {dup_rows} rows, {dup_feats} feature rows")
 
     if test is not None:
-        auc, imp = adversarial_validation(train, test, feats, seed=spec.cv.seed)
+        auc, imp = adversarial_auc(train, test, id_col=spec.id_col, target_cols=list(spec.target_cols),
+                                   seed=spec.cv.seed)
         res.adversarial_auc = auc
         verdict = ("test looks like train" if auc < 0.6 else
                    "some drift: check the top features" if auc < 0.75 else "strong drift: CV may mislead")
-        fig, ax = plt.subplots(figsize=(6, 0.3 * min(len(imp), 20) + 1))
-        imp.head(20)[::-1].plot.barh(ax=ax, color="#a6c")
-        ax.set_xlabel("share of gain")
-        res.sections.append(("Train vs test drift (adversarial validation)",
-                             f"<p>LightGBM AUC at telling train from test: <b>{auc:.3f}</b> ({verdict}).</p>"
-                             + _png(fig)))
+        section = f"<p>LightGBM AUC at telling train from test: <b>{auc:.3f}</b> ({verdict}).</p>"
+        if len(imp):  # empty when no column was left to tell them apart
+            fig, ax = plt.subplots(figsize=(6, 0.3 * min(len(imp), 20) + 1))
+            imp.head(20)[::-1].plot.barh(ax=ax, color="#a6c")
+            ax.set_xlabel("share of gain")
+            section += _png(fig)
+        res.sections.append(("Train vs test drift (adversarial validation)", section))
         res.summary.append(f"adversarial AUC {auc:.3f} ({verdict}); top drivers: "
                            + ", ".join(imp.head(3).index))
     notes = list(notes)

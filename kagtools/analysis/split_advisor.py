@@ -258,8 +258,19 @@ def find_time(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str,
 
 
 def adversarial_auc(train: pd.DataFrame, test: pd.DataFrame, *, id_col: str, target_cols: list[str],
-                    max_rows: int = 5000, seed: int = 0) -> tuple[float, list[str]]:
-    """Cross-validated AUC of a LightGBM telling test rows from train rows, and its top columns."""
+                    max_rows: int = 5000, seed: int = 0) -> tuple[float, pd.Series]:
+    """Adversarial validation: how well a LightGBM tells test rows from train rows.
+
+    About 0.5 means the test looks like train; well above it, drift that CV will not see. At
+    most ``max_rows`` rows of each, drawn with ``seed``, in 3 stratified folds. The drift
+    figure of both the EDA report and the split advisor.
+
+    Returns
+    -------
+    tuple
+        The out-of-fold ROC AUC, and each column's share of the model's gain, largest first
+        (empty, with AUC 0.5, when no column or too few rows are left to tell them apart).
+    """
     import lightgbm as lgb
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
@@ -273,8 +284,8 @@ def adversarial_auc(train: pd.DataFrame, test: pd.DataFrame, *, id_col: str, tar
     # Row ids and free text tell train from test by construction, not by drift: left out.
     kinds = column_kinds(X)
     cols = [c for c in cols if kinds[c] not in ("id", "text", "constant")]
-    if not cols:
-        return 0.5, []
+    if not cols or min(len(a), len(b)) < 10:
+        return 0.5, pd.Series(dtype=float)
     X = X[cols].copy()
     for c in X.columns:
         if not pd.api.types.is_numeric_dtype(X[c]):
@@ -282,18 +293,16 @@ def adversarial_auc(train: pd.DataFrame, test: pd.DataFrame, *, id_col: str, tar
             X[c] = X[c].astype(str).map(X[c].astype(str).value_counts(normalize=True))
     X = X.astype(float)
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
-    if min(len(a), len(b)) < 10:
-        return 0.5, []
     pred = np.zeros(len(y))
-    gain = np.zeros(len(cols))
+    gain = pd.Series(0.0, index=cols)
     for tr, va in StratifiedKFold(3, shuffle=True, random_state=seed).split(X, y):
         model = lgb.LGBMClassifier(n_estimators=60, learning_rate=0.15, num_leaves=15, colsample_bytree=0.3,
                                    n_jobs=1, random_state=seed, verbose=-1, importance_type="gain")
         model.fit(X.iloc[tr], y[tr])
         pred[va] = model.predict_proba(X.iloc[va])[:, 1]
         gain += model.feature_importances_
-    top = [cols[i] for i in np.argsort(-gain)[:3] if gain[i] > 0]
-    return float(roc_auc_score(y, pred)), top
+    share = gain / (gain.sum() or 1.0)
+    return float(roc_auc_score(y, pred)), share.sort_values(ascending=False, kind="stable")
 
 
 def advise(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, target_cols: list[str], task: str,
@@ -399,7 +408,8 @@ def advise(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, targe
     advice.scheme = scheme
 
     if drift and test is not None:
-        auc, top = adversarial_auc(train, test, id_col=id_col, target_cols=target_cols, seed=seed)
+        auc, gain = adversarial_auc(train, test, id_col=id_col, target_cols=target_cols, seed=seed)
+        top = list(gain[gain > 0].index[:3])
         advice.drift_auc, advice.drift_columns = auc, top
         if auc >= 0.7:
             reasons.append(f"drift: adversarial validation tells test from train with AUC {auc:.2f} (most by "

@@ -43,12 +43,8 @@ def cmd_download(args) -> None:
         print(f"{ref}: {download_dataset(ref, data_dir=target, force=args.force)}")
 
 
-def _submissions_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("slug", help="competition slug, e.g. titanic")
-
-
 @command("submissions", "your earlier Kaggle submissions with status and public/private scores")
-@options(_submissions_options)
+@options(lambda p: p.add_argument("slug", help="competition slug, e.g. titanic"))
 def cmd_submissions(args) -> None:
     from kagtools.kaggle.api import list_submissions
 
@@ -184,19 +180,21 @@ def wait_for_kernel(kernel: str, *, interval: float, timeout: float, wait: bool 
         time.sleep(interval)
 
 
-def _fail_if_error(status: str, failure: str, kernel: str, args) -> None:
+def _wait(args) -> tuple[str, str]:
+    """The kernel's id and status, polled as the flags say; a failed run ends with its log."""
+    kernel = _kernel_id(args)
+    status, failure = wait_for_kernel(kernel, interval=args.interval, timeout=args.timeout, wait=args.wait)
     if status == "error":
         tail = _log_tail(kernel, args.workdir, args.slug)
         raise KagtoolsError(f"kernel {kernel} failed (ERROR{': ' + failure if failure else ''}); "
                             f"the end of its log:\n{tail}")
     if status.startswith("cancel"):
         raise KagtoolsError(f"kernel {kernel} was cancelled ({status})")
+    return kernel, status
 
 
 def _status(args) -> None:
-    kernel = _kernel_id(args)
-    status, failure = wait_for_kernel(kernel, interval=args.interval, timeout=args.timeout, wait=args.wait)
-    _fail_if_error(status, failure, kernel, args)
+    kernel, status = _wait(args)
     print(f"{kernel}: {status}")
 
 
@@ -209,9 +207,7 @@ def _output(args) -> None:
     from kagtools.kaggle.kernel import import_kernel_runs, kernel_dir
     from kagtools.workflow.context import leaderboard, open_context
 
-    kernel = _kernel_id(args)
-    status, failure = wait_for_kernel(kernel, interval=args.interval, timeout=args.timeout, wait=args.wait)
-    _fail_if_error(status, failure, kernel, args)
+    kernel, status = _wait(args)
     if status != "complete":
         raise KagtoolsError(f"kernel {kernel} is {status}; wait for it (drop --no-wait)")
     dest = kernel_dir(args.workdir, args.slug) / "output"

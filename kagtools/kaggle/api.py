@@ -97,8 +97,7 @@ def get_api():
     """An authenticated ``KaggleApi``, or one clear error."""
     out = io.StringIO()
     try:
-        cls = _api_class()
-        api = cls()
+        api = _api_class()()
         # The client fixes its config path at import; follow KAGGLE_CONFIG_DIR as it is now.
         api.config_dir = str(_config_dir())
         api.config = os.path.join(api.config_dir, api.config_file)
@@ -115,19 +114,18 @@ def get_api():
     return api
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _mentions_quota(text: str) -> bool:
+    return any(w in text.lower() for w in _QUOTA_WORDS)
 
 
 def explain_http_error(exc: BaseException, slug: str, action: str) -> KagtoolsError:
     """Turn a client exception into one line: 401/403/404/429, quotas and network failures."""
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    text = _first_line(exc)
     name = type(exc).__name__
+    text = (str(exc).strip().splitlines() or [name])[0]
     if status is None and ("Connection" in name or "Timeout" in name or isinstance(exc, OSError)):
         return KagtoolsError(f"{action}: cannot reach Kaggle ({name}); check the network or use --data-dir")
-    if status == 429 or (status in (400, 403) and any(w in text.lower() for w in _QUOTA_WORDS)):
+    if status == 429 or (status in (400, 403) and _mentions_quota(text)):
         return KagtoolsError(f"{action}: Kaggle quota or rate limit exceeded ({text}); try again later")
     if status == 401:
         return KagtoolsError(f"{action}: Kaggle rejected the credentials (401); create a new API token")
@@ -153,17 +151,14 @@ def _calling(slug: str, action: str):
         raise explain_http_error(exc, slug, action) from None
 
 
-def _unzip_all(target: Path) -> list[str]:
-    names = []
+def _unzip_all(target: Path) -> None:
     for archive in sorted(target.glob("*.zip")):
         try:
             with zipfile.ZipFile(archive) as zf:
-                names += zf.namelist()
                 zf.extractall(target)
         except zipfile.BadZipFile:
             raise KagtoolsError(f"{archive}: downloaded archive is not a valid zip; retry with --force") from None
         archive.unlink()
-    return names
 
 
 def _listed_files(api, slug: str, *, max_pages: int = 20) -> list[str]:
@@ -178,6 +173,19 @@ def _listed_files(api, slug: str, *, max_pages: int = 20) -> list[str]:
     return names
 
 
+def _download(method: str, ref: str, target: Path, force: bool, action: str):
+    """Download ``ref`` into ``target`` with the client's ``method`` and unzip it; returns the
+    client, or None when ``target`` has files and not ``force`` (it is kept as it is)."""
+    if target.is_dir() and any(target.iterdir()) and not force:
+        return None
+    api = get_api()
+    target.mkdir(parents=True, exist_ok=True)
+    with _calling(ref, action):
+        getattr(api, method)(ref, path=str(target), force=force, quiet=True)
+    _unzip_all(target)
+    return api
+
+
 def download_competition(slug: str, *, data_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
     """Download and unzip a competition's files into the data directory, then check that every
     file Kaggle lists is there.
@@ -185,13 +193,9 @@ def download_competition(slug: str, *, data_dir: str | os.PathLike | None = None
     Without ``force`` a non-empty directory is kept as it is.
     """
     target = Path(data_dir) if data_dir else candidate_data_dirs(slug)[-1]
-    if target.is_dir() and any(target.iterdir()) and not force:
+    api = _download("competition_download_files", slug, target, force, f"download {slug}")
+    if api is None:
         return target
-    api = get_api()
-    target.mkdir(parents=True, exist_ok=True)
-    with _calling(slug, f"download {slug}"):
-        api.competition_download_files(slug, path=str(target), force=force, quiet=True)
-    _unzip_all(target)
     with _calling(slug, f"list the files of {slug}"):
         listed = _listed_files(api, slug)
     missing = [name for name in listed if not (target / name).exists()]
@@ -210,13 +214,8 @@ def download_dataset(ref: str, *, data_dir: str | os.PathLike | None = None, for
     if len(parts) != 2 or not all(parts):
         raise KagtoolsError(f"--dataset '{ref}' is not of the form owner/name")
     target = Path(data_dir) if data_dir else candidate_data_dirs(parts[1])[-1]
-    if target.is_dir() and any(target.iterdir()) and not force:
-        return target
-    api = get_api()
-    target.mkdir(parents=True, exist_ok=True)
-    with _calling(ref, f"download dataset {ref}"):
-        api.dataset_download_files(ref, path=str(target), force=force, quiet=True)
-    if not _unzip_all(target) and not any(target.iterdir()):
+    _download("dataset_download_files", ref, target, force, f"download dataset {ref}")
+    if not any(target.iterdir()):
         raise KagtoolsError(f"dataset {ref}: the download left {target} empty")
     return target
 
@@ -227,7 +226,7 @@ def _check_submitted(resp, slug: str, what: str) -> str:
     message = getattr(resp, "message", "") or ""
     if message == KaggleApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
         raise KagtoolsError(f"submit to {slug}: the upload of {what} failed; try again")
-    if any(w in message.lower() for w in _QUOTA_WORDS):
+    if _mentions_quota(message):
         raise KagtoolsError(f"submit to {slug}: Kaggle quota exceeded ({message})")
     return message
 
@@ -258,8 +257,7 @@ def submit_code(slug: str, *, kernel: str, version: int | None, message: str,
 
 
 def _enum_name(value) -> str:
-    name = getattr(value, "name", str(value))
-    return name.lower()
+    return getattr(value, "name", str(value)).lower()
 
 
 def list_submissions(slug: str) -> list[dict[str, Any]]:
@@ -267,20 +265,15 @@ def list_submissions(slug: str) -> list[dict[str, Any]]:
     api = get_api()
     with _calling(slug, f"list submissions of {slug}"):
         subs = api.competition_submissions(slug) or []
-    rows = []
-    for s in subs:
-        if s is None:
-            continue
-        rows.append({
-            "date": s.date.strftime("%Y-%m-%d %H:%M") if s.date else "",
-            "file": s.file_name or "",
-            "description": s.description or "",
-            "status": _enum_name(s.status),
-            "public": s.public_score or "",
-            "private": s.private_score or "",
-            "error": s.error_description or "",
-        })
-    return rows
+    return [{
+        "date": s.date.strftime("%Y-%m-%d %H:%M") if s.date else "",
+        "file": s.file_name or "",
+        "description": s.description or "",
+        "status": _enum_name(s.status),
+        "public": s.public_score or "",
+        "private": s.private_score or "",
+        "error": s.error_description or "",
+    } for s in subs if s is not None]
 
 
 def push_kernel(folder: str | os.PathLike, *, slug: str = "") -> dict[str, Any]:
@@ -289,7 +282,7 @@ def push_kernel(folder: str | os.PathLike, *, slug: str = "") -> dict[str, Any]:
     with _calling(slug, f"push kernel {folder}"):
         resp = api.kernels_push(str(folder))
     if resp.error:
-        if any(w in resp.error.lower() for w in _QUOTA_WORDS):
+        if _mentions_quota(resp.error):
             raise KagtoolsError(f"push kernel: Kaggle quota exceeded ({resp.error})")
         raise KagtoolsError(f"push kernel: Kaggle refused it ({resp.error})")
     invalid = [*resp.invalid_competition_sources, *resp.invalid_dataset_sources,
@@ -314,8 +307,5 @@ def kernel_output(kernel: str, dest: str | os.PathLike, *, file_pattern: str | N
     with _calling("", f"output of kernel {kernel}"):
         files, _ = api.kernels_output(kernel, str(dest), file_pattern=file_pattern, force=True, quiet=True)
     files = [Path(f) for f in files]
-    log = ""
     logs = [f for f in files if f.suffix == ".log" and f.parent == Path(dest)]
-    if logs:
-        log = logs[0].read_text(errors="replace")
-    return files, log
+    return files, logs[0].read_text(errors="replace") if logs else ""

@@ -45,6 +45,7 @@ __all__ = [
 CODE_FILE = "kernel.py"
 SUMMARY_FILE = "kagtools-kernel.json"
 IMPORTED_PREFIX = "kernel-"
+FOLD_FILES = ("folds.csv", "folds.json")
 # The kagtools code a kernel always runs: the runner below and what it calls.
 _ENTRY_MODULES = ("kagtools.kaggle.kernel", "kagtools.workflow.submit")
 
@@ -67,22 +68,27 @@ def kernel_dir(workdir: str | Path, slug: str) -> Path:
     return Path(workdir) / "kernels" / slug
 
 
+def _copy_folds(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in FOLD_FILES:
+        shutil.copyfile(src / name, dst / name)
+
+
 # ---------------------------------------------------------------------------------------------
 # What goes into the bundle
 
 
 def _module_file(name: str) -> tuple[Path, str] | None:
     """``(file, archive name)`` of a kagtools/pipelines module, found without importing it."""
-    top = importlib.util.find_spec(name.split(".")[0])
+    parts = name.split(".")
+    top = importlib.util.find_spec(parts[0])
     if top is None or not top.submodule_search_locations:
         return None
-    base = Path(list(top.submodule_search_locations)[0])
-    rel = name.split(".")[1:]
-    for path, arc in ((base.joinpath(*rel, "__init__.py"), "/".join([*name.split("."), "__init__.py"])),
-                      (base.joinpath(*rel).with_suffix(".py") if rel else None,
-                       "/".join(name.split(".")) + ".py")):
-        if path is not None and path.is_file():
-            return path, arc
+    base = Path(list(top.submodule_search_locations)[0]).joinpath(*parts[1:])
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py", "/".join([*parts, "__init__.py"])
+    if len(parts) > 1 and base.with_suffix(".py").is_file():
+        return base.with_suffix(".py"), "/".join(parts) + ".py"
     return None
 
 
@@ -208,13 +214,12 @@ def build_kernel(slug: str, *, workdir: str | Path, owner: str, data_dir: str | 
     without it the kernel makes its own folds from the spec, and ``kernel output`` adopts them.
     """
     from kagtools.core.environment import T4X2_MACHINE_SHAPE
+    from kagtools.core.model_registry import EAGER_MODULES
     from kagtools.core.runs import git_sha
     from kagtools.workflow.context import open_context
 
     ctx = open_context(slug, data_dir=data_dir, workdir=workdir)
     spec = ctx.spec
-    from kagtools.core.model_registry import EAGER_MODULES
-
     # The registry imports its eager modules by name, which the import scan cannot see.
     roots = [*_ENTRY_MODULES, *EAGER_MODULES, *_pipeline_model_modules(spec)]
     packages = ("kagtools",)
@@ -223,15 +228,12 @@ def build_kernel(slug: str, *, workdir: str | Path, owner: str, data_dir: str | 
         packages += (spec.pipeline.split(".")[0],)
     files: dict[str, bytes] = {arc: p.read_bytes() for arc, p in bundle_sources(roots, packages=packages).items()}
     files[f"competitions/{slug}.toml"] = Path(spec.path).read_bytes()
-    folds_hash = None
     try:
-        folds = ctx.folds
+        folds_hash = ctx.folds.hash
     except KagtoolsError:
-        folds = None  # no data here: the kernel makes the folds from the spec
-    if folds is not None:
-        folds_hash = folds.hash
-        for name in ("folds.csv", "folds.json"):
-            files[f"runs/{slug}/{name}"] = (ctx.root / name).read_bytes()
+        folds_hash = None  # no data here: the kernel makes the folds from the spec
+    if folds_hash is not None:
+        files.update({f"runs/{slug}/{name}": (ctx.root / name).read_bytes() for name in FOLD_FILES})
     title = title or f"kagtools {slug}"
     meta = kernel_metadata(
         owner=owner, title=title, code_file=CODE_FILE, competition=slug, is_private=private,
@@ -270,31 +272,31 @@ def run_in_kernel(slug: str, *, profile: str | None = None, bundle_root: str | P
     workdir = default_workdir()
     root = run_root(workdir, slug)
     bundled = Path(bundle_root) / "runs" / slug if bundle_root else None
-    if bundled is not None and (bundled / "folds.json").is_file() and not (root / "folds.json").is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        for name in ("folds.csv", "folds.json"):
-            shutil.copyfile(bundled / name, root / name)
+    bundled_hash = None
+    if bundled is not None and (bundled / "folds.json").is_file():
+        bundled_hash = read_json(bundled / "folds.json")["hash"]
+        if not (root / "folds.json").is_file():
+            _copy_folds(bundled, root)
     ctx = open_context(slug, workdir=workdir)
     import kagtools
 
-    print(f"kagtools {getattr(kagtools, '__version__', '?')} from {Path(kagtools.__file__).parent}", flush=True)
+    here = Path(kagtools.__file__).parent
+    print(f"kagtools {getattr(kagtools, '__version__', '?')} from {here}", flush=True)
     print(f"data: {ctx.data.data_dir}; folds: {ctx.root / 'folds.csv'} (hash {ctx.folds.hash})", flush=True)
-    bundled_hash = read_json(bundled / "folds.json")["hash"] if bundled and (bundled / "folds.json").is_file() else None
     if bundled_hash and bundled_hash != ctx.folds.hash:
         print(f"WARNING: the data here differ from the data the bundled folds ({bundled_hash}) were made "
               f"from; folds were rebuilt and these runs will not blend with local ones", flush=True)
     res = submit(ctx, profile=profile, eda=False, n_jobs=n_jobs)
-    runs, best, path = res.runs, res.best, res.path
-    shutil.copyfile(path, workdir / "submission.csv")  # where Kaggle looks for it
+    shutil.copyfile(res.path, workdir / "submission.csv")  # where Kaggle looks for it
     summary = {
-        "slug": slug, "profile": profile, "folds_hash": ctx.folds.hash, "best_run": best.run_id,
-        "runs": {r.run_id: r.record.scores["cv"] for r in runs}, "seconds": time.perf_counter() - start,
-        "kagtools_path": str(Path(kagtools.__file__).parent),
+        "slug": slug, "profile": profile, "folds_hash": ctx.folds.hash, "best_run": res.best.run_id,
+        "runs": {r.run_id: r.record.scores["cv"] for r in res.runs},
+        "seconds": time.perf_counter() - start, "kagtools_path": str(here),
     }
     write_json(workdir / SUMMARY_FILE, summary)
-    for r in runs:
+    for r in res.runs:
         print(f"  {r.run_id:<28} {ctx.spec.metric} {r.record.scores['cv']:.4f}", flush=True)
-    print(f"best: {best.run_id}; submission: {workdir / 'submission.csv'} "
+    print(f"best: {res.best.run_id}; submission: {workdir / 'submission.csv'} "
           f"({summary['seconds']:.1f}s)", flush=True)
     return workdir / "submission.csv"
 
@@ -336,9 +338,7 @@ def import_kernel_runs(output_dir: str | Path, slug: str, *, workdir: str | Path
                 f"they cannot blend: push again (`kagtools kernel push {slug}` bundles the local folds)"
             )
     else:
-        dst.mkdir(parents=True, exist_ok=True)
-        for name in ("folds.csv", "folds.json"):
-            shutil.copyfile(src / name, dst / name)
+        _copy_folds(src, dst)
     run_dirs = [p for p in sorted(src.iterdir()) if (p / "run.json").is_file() and not p.name.startswith(".")]
     metas = {p: read_json(p / "run.json") for p in run_dirs}
     metas = {p: m for p, m in metas.items() if m.get("folds_hash") == kernel_hash}

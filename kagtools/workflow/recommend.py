@@ -26,14 +26,6 @@ __all__ = ["DEFAULT_MODEL", "fit_recommender", "recommend", "similar_items", "fi
 DEFAULT_MODEL = "mf"  # a run name of the pipeline's MODELS, or a registered model name
 
 
-def _model_spec(ctx, model: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    models = getattr(ctx.pipeline, "MODELS", {}) if ctx.pipeline else {}
-    if model in models:
-        name, base = models[model]
-        return name, {**base, **params}
-    return model, dict(params)
-
-
 def fit_recommender(ctx, model: str = DEFAULT_MODEL, params: dict[str, Any] | None = None):
     """A model fitted on all training rows of ``ctx`` (cached by data, model and parameters)."""
     import joblib
@@ -41,7 +33,9 @@ def fit_recommender(ctx, model: str = DEFAULT_MODEL, params: dict[str, Any] | No
     from kagtools.core.io import atomic_path
     from kagtools.models import create_model
 
-    name, params = _model_spec(ctx, model, params or {})
+    models = getattr(ctx.pipeline, "MODELS", {}) if ctx.pipeline else {}
+    name, base = models.get(model, (model, {}))  # a pipeline run name, else a registered model
+    params = {**base, **(params or {})}
     key = hashlib.sha256(json.dumps([name, params, ctx.folds.hash], sort_keys=True, default=str).encode())
     path = ctx.root / "recommender" / f"{name}-{key.hexdigest()[:10]}.joblib"
     if path.is_file():
@@ -123,12 +117,17 @@ def find_movie(movies: pd.DataFrame, query: str):
     raise KagtoolsError(f"no movie titled '{query}' in movies.csv{hint}")
 
 
+def _item_embeddings(model) -> tuple[np.ndarray, np.ndarray]:
+    """``(item ids, factors)`` of a model that learns item embeddings, or one clear error."""
+    if not hasattr(model, "item_embeddings_"):
+        raise KagtoolsError(f"model {type(model).__name__} has no item embeddings (use cf_mf, cf_dot or cf_neural)")
+    return model.item_embeddings_
+
+
 def similar_items(model, movie, movies: pd.DataFrame, counts: pd.Series, *, k: int = 10,
                   min_ratings: int = 10) -> pd.DataFrame:
     """Movies nearest to ``movie`` by cosine similarity of the model's item embeddings."""
-    if not hasattr(model, "item_embeddings_"):
-        raise KagtoolsError(f"model {type(model).__name__} has no item embeddings (use cf_mf, cf_dot or cf_neural)")
-    ids, factors = model.item_embeddings_
+    ids, factors = _item_embeddings(model)
     pos = np.flatnonzero(ids == movie)
     if len(pos) == 0:
         raise KagtoolsError(f"movie {movies.loc[movie, 'title']!r} has no ratings in train.csv: no embedding")
@@ -144,7 +143,5 @@ def plot_item_embeddings(ctx, model, movies: pd.DataFrame, counts: pd.Series) ->
     plot = getattr(ctx.pipeline, "plot_item_embeddings", None)
     if plot is None:
         raise KagtoolsError(f"pipeline {ctx.spec.pipeline} defines no plot_item_embeddings")
-    if not hasattr(model, "item_embeddings_"):
-        raise KagtoolsError(f"model {type(model).__name__} has no item embeddings to plot")
-    ids, factors = model.item_embeddings_
+    ids, factors = _item_embeddings(model)
     return plot(ids, factors, movies, ctx.reports / "item_embeddings.png", counts=counts)
