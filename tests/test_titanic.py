@@ -37,6 +37,11 @@ def test_titanic_submit_end_to_end(tmp_path, mirror, capsys):
     assert sub["Survived"].dtype == np.int64 and set(sub["Survived"]) <= {0, 1}
     sidecar = json.loads((tmp_path / "submissions" / "titanic" / "submission.json").read_text())
     assert sidecar["cv"] >= 0.83 and sidecar["cv_scheme"]["n_repeats"] == 3
+    # The selection-aware estimate of the whole procedure (choice included) is no higher than
+    # the naive best CV, and it was made on 15 folds (5 folds x 3 repeats).
+    sel = sidecar["selection"]
+    assert sel["estimate"] <= sel["naive"] and sel["n_folds"] == 15 and sum(sel["chosen"].values()) == 15
+    assert "selection-aware CV accuracy" in out and "gap +- se" in out
     # the printed table: every model, CV mean +- std, the split, the chosen run and the file
     for model in ("logreg", "rf", "et", "lgbm", "hgb", "blend"):
         assert model in out

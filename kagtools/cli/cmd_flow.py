@@ -80,7 +80,12 @@ def cmd_submit(args) -> None:
         print(f"\nno test set in {ctx.data.data_dir}: CV runs only (best {res.best.run_id}); no submission written")
         return
     s = res.best.record.scores
-    print(f"\nsubmission: {res.path}  (run {res.best.run_id}, CV {ctx.spec.metric} {s['cv']:.4f} +- "
+    if res.selection:
+        sel = res.selection
+        print(f"\nselection-aware CV {ctx.spec.metric} {sel['estimate']:.4f} +- {sel['std']:.4f} (the choice made "
+              f"on inner folds, scored on the fold left out, {sel['n_folds']} folds); naive best CV "
+              f"{sel['naive']:.4f}")
+    print(f"submission: {res.path}  (run {res.best.run_id}, CV {ctx.spec.metric} {s['cv']:.4f} +- "
           f"{s.get('cv_std', 0):.4f}; {res.seconds:.1f}s)")
     if args.to_kaggle:
         from kagtools.kaggle.api import submit_file

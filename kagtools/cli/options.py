@@ -87,12 +87,16 @@ def print_runs(ctx, runs=None, highlight: str | None = None) -> None:
         row["in-sample"] = f"{row['in_sample']:.4f}" if row["in_sample"] is not None else "-"
         row["weights"] = weights_text(row["weights"])
         row["seconds"] = f"{row['seconds']:.1f}"
+        row["gap +- se"] = f"{row['gap']:.4f} +- {row['gap_se']:.4f}" if row["gap"] else "leader"
     scheme = ctx.folds.scheme
     greater = get_metric(ctx.spec.metric).greater_is_better
     print(f"\n{ctx.spec.slug}: {ctx.spec.metric} ({'higher' if greater else 'lower'} is better), "
           f"CV = {scheme['splitter']} {scheme['n_splits']} folds x {scheme['n_repeats']} repeat(s), "
           f"seed {scheme['seed']}" + (f", grouped by {scheme['group']}" if scheme.get("group") else ""))
-    print(format_table(rows, ["chosen", "run", "model", "kind", "cv", "nested", "in-sample", "seconds", "weights"]))
+    print(format_table(rows, ["chosen", "run", "model", "kind", "cv", "nested", "in-sample", "gap +- se", "seconds",
+                              "weights"]))
+    print("gap +- se: the paired gap to the leader over the shared folds; a gap within about two "
+          "standard errors is noise, not a better model.")
 
 
 def weights_text(weights: dict | None, top: int = 3) -> str:

@@ -97,15 +97,13 @@ def run_pipeline_models(ctx: Context, *, profile: str | None = None, n_jobs: int
 
 
 def choose_best(ctx: Context, runs: list[Run]) -> Run:
-    """The run with the best score (the nested one for blends), ties to the simpler run."""
+    """The run to submit: the most robust candidate within the noise of the best one, compared
+    fold by fold on the shared folds (:func:`kagtools.ensemble.selection.choose`)."""
+    from kagtools.ensemble.selection import choose
+
     if not runs:
         raise KagtoolsError(f"no runs for '{ctx.spec.slug}' on the current folds; run `kagtools cv` first")
-    metric = get_metric(ctx.spec.metric)
-    best = runs[0]
-    for run in runs[1:]:
-        if metric.better(run.score, best.score):
-            best = run
-    return best
+    return choose(runs, ctx.spec.metric)
 
 
 def make_submission(ctx: Context, run: Run, info: dict[str, Any] | None = None) -> Path:
@@ -120,16 +118,21 @@ def make_submission(ctx: Context, run: Run, info: dict[str, Any] | None = None) 
 
 
 def leaderboard(ctx: Context, runs: list[Run] | None = None) -> list[dict[str, Any]]:
-    """Rows for the runs table, best first."""
+    """Rows for the runs table, best first; ``gap`` +- ``gap_se`` is each run's paired gap to the
+    leader over the shared folds (higher-is-better sense) and its standard error."""
+    from kagtools.ensemble.selection import fold_scores, gaps
+
     runs = ctx.runs() if runs is None else runs
     metric = get_metric(ctx.spec.metric)
+    paired = gaps(fold_scores(runs)[1], metric.sign())[1] if runs else []
     rows = []
-    for r in runs:
+    for r, gap in zip(runs, paired, strict=True):
         rec = r.record
         rows.append({
             "run": r.run_id, "model": rec.model, "kind": rec.kind, "cv": rec.scores["cv"],
             "std": rec.scores.get("cv_std", 0.0), "nested": rec.scores.get("nested"),
             "in_sample": rec.scores.get("in_sample"), "weights": rec.weights, "seconds": rec.wall_seconds,
+            "gap": gap.mean, "gap_se": gap.se,
         })
     rows.sort(key=lambda row: -metric.sign() * (row["nested"] if row["nested"] is not None else row["cv"]))
     return rows

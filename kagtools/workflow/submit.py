@@ -1,8 +1,9 @@
 """The one ``submit`` workflow, used by ``kagtools submit`` and by the bundled Kaggle kernel.
 
 EDA, folds, every model of the pipeline on the shared folds, the blends (the stacker fed the
-original features included), the choice of the best run by its (nested) CV score, and a
-submission validated against the sample before it is written.
+original features included), the choice of the run to submit (the paired rule of
+:mod:`kagtools.ensemble.selection`), the selection-aware estimate of that whole procedure, and
+a submission validated against the sample before it is written.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class SubmitResult:
     runs: list[Run]
     path: Path | None
     seconds: float
+    selection: dict | None = None  # the selection-aware estimate (ensemble.selection)
 
 
 def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = None, eda: bool = True,
@@ -66,5 +68,11 @@ def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = Non
             runs.extend(auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports,
                                    features=tset))
         best = choose_best(ctx, runs)
-    path = make_submission(ctx, best) if ctx.data.test is not None else None
-    return SubmitResult(best=best, runs=runs, path=path, seconds=time.perf_counter() - start)
+    selection = None
+    if len(runs) > 1:
+        from kagtools.ensemble.selection import selection_estimate
+
+        selection = selection_estimate(runs, ctx.spec.metric)
+    info = {"selection": selection} if selection else None
+    path = make_submission(ctx, best, info=info) if ctx.data.test is not None else None
+    return SubmitResult(best=best, runs=runs, path=path, seconds=time.perf_counter() - start, selection=selection)
