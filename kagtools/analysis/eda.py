@@ -187,7 +187,8 @@ def write_eda(spec: CompetitionSpec, data: CompetitionData, out_dir: Path,
     summary = "".join(f"<li>{html.escape(s)}</li>" for s in res.summary)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>EDA: {html.escape(spec.slug)}</title>"
             f"<style>{_CSS}</style></head><body><h1>EDA: {html.escape(spec.title or spec.slug)}</h1>"
-            f"<ul>{summary}</ul>{body}</body></html>")
+            f"<ul>{summary}</ul><p>Model insights: <a href='explain.html'>explain.html</a> (written by "
+            f"<code>kagtools explain {html.escape(spec.slug)}</code>)</p>{body}</body></html>")
     path = out_dir / "eda.html"
     with atomic_path(path) as tmp:
         tmp.write_text(page)
