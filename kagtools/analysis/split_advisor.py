@@ -191,18 +191,13 @@ def _probe_features(train: pd.DataFrame, cols: list[str], entity_cols: list[str]
 
 def leak_probe(train: pd.DataFrame, *, id_col: str, target_cols: list[str], task: str, groups: list[str],
                n_splits: int = 3, max_rows: int = 12_000, seed: int = 0) -> dict[str | None, tuple[float, float]]:
-    """R² of a quick linear model under a shuffled K-fold and under K-folds grouped by each column.
+    """R² (mean, std) of a quick linear model under a shuffled K-fold (key ``None``) and under
+    K-folds grouped by each column of ``groups`` (keyed by column).
 
-    The model (ridge on :func:`_probe_features`; classes as one-hot targets, i.e. a linear
-    probability model) is chosen to be fast (seconds on 36k rows) and able to memorise
-    entities: when it scores clearly better under the shuffled split, rows of one entity in
-    both training and validation are what it scores on. Vectorisers see all sampled rows
-    (no targets), so only the ridge fit is per fold. At most ``max_rows`` rows, drawn at random.
-
-    Returns
-    -------
-    dict
-        ``{None: (mean, std)}`` for the shuffled split and ``{column: (mean, std)}`` per group.
+    The model (ridge on :func:`_probe_features`; classes as one-hot targets) is fast (seconds on
+    36k rows) and able to memorise entities: when it scores clearly better under the shuffled
+    split, rows of one entity in both training and validation are what it scores on.
+    Vectorisers see all sampled rows (no targets). At most ``max_rows`` rows, drawn at random.
     """
     from sklearn.linear_model import Ridge
     from sklearn.metrics import r2_score
@@ -259,17 +254,12 @@ def find_time(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str,
 
 def adversarial_auc(train: pd.DataFrame, test: pd.DataFrame, *, id_col: str, target_cols: list[str],
                     max_rows: int = 5000, seed: int = 0) -> tuple[float, pd.Series]:
-    """Adversarial validation: how well a LightGBM tells test rows from train rows.
+    """Adversarial validation: how well a LightGBM tells test rows from train rows (the drift
+    figure of both the EDA report and the split advisor).
 
-    About 0.5 means the test looks like train; well above it, drift that CV will not see. At
-    most ``max_rows`` rows of each, drawn with ``seed``, in 3 stratified folds. The drift
-    figure of both the EDA report and the split advisor.
-
-    Returns
-    -------
-    tuple
-        The out-of-fold ROC AUC, and each column's share of the model's gain, largest first
-        (empty, with AUC 0.5, when no column or too few rows are left to tell them apart).
+    Returns the out-of-fold ROC AUC (about 0.5: the test looks like train; well above it, drift
+    that CV will not see) and each column's share of the model's gain, largest first (empty,
+    with AUC 0.5, when no column or too few rows are left). At most ``max_rows`` rows of each.
     """
     import lightgbm as lgb
     from sklearn.metrics import roc_auc_score
@@ -429,13 +419,10 @@ def naive_scheme(spec: CompetitionSpec) -> CVScheme:
 
 def compare_schemes(spec: CompetitionSpec, data, tset, schemes: dict[str, CVScheme], *, model: str | None = None,
                     params: dict[str, Any] | None = None, n_jobs: int = 1) -> list[dict[str, Any]]:
-    """CV of one model under each scheme (same features ``tset``, same model), for the split report.
+    """CV of one model under each scheme (same features ``tset``), for the split report: a scheme
+    scoring much better than the proposed one is the optimism the proposed split removes.
 
-    ``model`` defaults to LightGBM (200 trees), or a random forest when there are several
-    targets (LightGBM fits one).
-
-    A scheme scoring much better than the proposed one is the optimism the proposed split
-    removes (leakage between rows of one group, or the future predicting the past).
+    ``model`` defaults to LightGBM (200 trees), or a random forest for several targets.
     """
     from kagtools.core.engine import cross_validate
     from kagtools.core.folds import ensure_folds

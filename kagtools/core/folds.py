@@ -23,7 +23,6 @@ from kagtools.errors import KagtoolsError
 __all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "data_fingerprint", "time_ordered"]
 
 
-
 @dataclass(frozen=True)
 class Splitter:
     """A scikit-learn splitter class, and whether it takes ``y`` (stratification) and groups."""
@@ -113,13 +112,13 @@ def _stratify_labels(train: pd.DataFrame, cv: CVScheme, spec: CompetitionSpec) -
 def make_folds(train: pd.DataFrame, spec: CompetitionSpec) -> pd.DataFrame:
     """Assign every training row a fold in each repeat, with the spec's splitter."""
     cv = spec.cv
-    splitter_ = SPLITTERS.get(cv.splitter)
-    cls, wants_y, wants_groups = splitter_.cls, splitter_.wants_y, splitter_.wants_groups
+    kind = SPLITTERS.get(cv.splitter)
+    cls = kind.cls
     y = _stratify_labels(train, cv, spec)
-    if wants_y and y is None:
+    if kind.wants_y and y is None:
         raise KagtoolsError(f"cv.splitter {cv.splitter} needs cv.stratify (a column to stratify on)")
     groups = None
-    if wants_groups:
+    if kind.wants_groups:
         if not cv.group or cv.group not in train.columns:
             raise KagtoolsError(f"cv.splitter {cv.splitter} needs cv.group naming a column of train.csv")
         groups = train[cv.group].astype(str).to_numpy()

@@ -16,9 +16,7 @@ from kagtools.errors import KagtoolsError
 __all__ = ["Metric", "METRICS", "NEEDS", "register_metric", "get_metric", "list_metrics", "to_labels", "mapk",
            "DEFAULT_METRICS"]
 
-#: What a metric scores: class labels (from probabilities by threshold/argmax), class
-#: probabilities, or regression values.
-NEEDS = ("label", "proba", "value")
+NEEDS = ("label", "proba", "value")  # what a metric scores (see Metric)
 
 
 @dataclass(frozen=True)
@@ -97,20 +95,13 @@ def to_labels(y_pred: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:
     return (y_pred.reshape(-1) >= threshold).astype(int)
 
 
-def _positive(y_pred: np.ndarray) -> np.ndarray:
-    return y_pred[:, 1] if y_pred.ndim == 2 and y_pred.shape[1] == 2 else y_pred
-
-
 register_metric("accuracy", greater_is_better=True, needs="label")(skm.accuracy_score)
 register_metric("balanced_accuracy", greater_is_better=True, needs="label")(skm.balanced_accuracy_score)
 register_metric("f1", greater_is_better=True, needs="label")(skm.f1_score)
 register_metric("f1_binary", greater_is_better=True, needs="label")(skm.f1_score)
-register_metric("f1_macro", greater_is_better=True, needs="label")(
-    lambda y, p: skm.f1_score(y, p, average="macro")
-)
+register_metric("f1_macro", greater_is_better=True, needs="label")(lambda y, p: skm.f1_score(y, p, average="macro"))
 register_metric("qwk", greater_is_better=True, needs="label")(
-    lambda y, p: skm.cohen_kappa_score(y, p, weights="quadratic")
-)
+    lambda y, p: skm.cohen_kappa_score(y, p, weights="quadratic"))
 
 
 @register_metric("roc_auc", greater_is_better=True, needs="proba")
@@ -121,7 +112,7 @@ def _roc_auc(y, p):
         # Multiclass: one-vs-rest, macro over the classes present (a fold may lack one).
         present = [k for k in range(p.shape[1]) if 0 < np.sum(y == k) < len(y)]
         return float(np.mean([skm.roc_auc_score(y == k, p[:, k]) for k in present]))
-    return skm.roc_auc_score(y, _positive(p))
+    return skm.roc_auc_score(y, p[:, 1] if p.ndim == 2 and p.shape[1] == 2 else p)
 
 
 @register_metric("log_loss", greater_is_better=False, needs="proba")
@@ -153,22 +144,17 @@ def mapk(y_true, scores, k: int) -> float:
 
 
 register_metric("rmse", greater_is_better=False, needs="value")(
-    lambda y, p: float(np.sqrt(skm.mean_squared_error(y, p)))
-)
+    lambda y, p: float(np.sqrt(skm.mean_squared_error(y, p))))
 register_metric("mcrmse", greater_is_better=False, needs="value")(  # mean column-wise RMSE
-    lambda y, p: float(np.mean(np.sqrt(skm.mean_squared_error(y, p, multioutput="raw_values"))))
-)
+    lambda y, p: float(np.mean(np.sqrt(skm.mean_squared_error(y, p, multioutput="raw_values")))))
 register_metric("rmsle", greater_is_better=False, needs="value")(
-    lambda y, p: float(np.sqrt(skm.mean_squared_log_error(y, np.clip(p, 0, None))))
-)
+    lambda y, p: float(np.sqrt(skm.mean_squared_log_error(y, np.clip(p, 0, None)))))
 register_metric("mae", greater_is_better=False, needs="value")(skm.mean_absolute_error)
 register_metric("r2", greater_is_better=True, needs="value")(skm.r2_score)
 register_metric("pearson", greater_is_better=True, needs="value")(
-    lambda y, p: float(stats.pearsonr(np.ravel(y), np.ravel(p))[0])
-)
+    lambda y, p: float(stats.pearsonr(np.ravel(y), np.ravel(p))[0]))
 register_metric("spearman", greater_is_better=True, needs="value")(
-    lambda y, p: float(stats.spearmanr(np.ravel(y), np.ravel(p))[0])
-)
+    lambda y, p: float(stats.spearmanr(np.ravel(y), np.ravel(p))[0]))
 
 
 #: The metric ``kagtools init`` proposes when none is given, by (task, submission kind):

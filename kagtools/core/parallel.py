@@ -16,16 +16,9 @@ __all__ = ["scheduler_context"]
 
 @contextlib.contextmanager
 def scheduler_context(address: str | None, *, timeout: str = "10s") -> Iterator[None]:
-    """Run every ``joblib.Parallel`` inside on the Dask scheduler at ``address`` (or locally).
-
-    Parameters
-    ----------
-    address : str or None
-        ``tcp://HOST:PORT`` of a ``dask scheduler``; ``None`` or ``""`` keeps joblib's local
-        processes.
-    timeout : str
-        How long to try to reach the scheduler before one clear error.
-    """
+    """Run every ``joblib.Parallel`` inside on the Dask scheduler at ``address``
+    (``tcp://HOST:PORT``; ``None`` or ``""`` keeps joblib's local processes), reached within
+    ``timeout`` or one clear error."""
     if not address:
         yield
         return

@@ -31,18 +31,11 @@ def did_you_mean(name: str, choices: Sequence[str]) -> str:
 
 
 class Registry(Generic[T]):
-    """Named entries of one kind.
+    """Named entries of one ``kind`` (``"model"``, ``"metric"``: for messages).
 
-    Parameters
-    ----------
-    kind : str
-        What the entries are, for messages (``"model"``, ``"metric"``).
-    modules : sequence of str
-        Modules that register entries when imported, loaded before the first lookup.
-    lazy : mapping of str to str
-        Entry name -> the module that registers it, imported only when that name is asked for.
-    check : callable, optional
-        ``check(name, entry)`` run at registration; raises to refuse an entry.
+    ``modules`` register entries when imported, before the first lookup; ``lazy`` maps an entry
+    name to the module that registers it, imported only when that name is asked for.
+    ``check(name, entry)`` runs at registration and raises to refuse an entry.
     """
 
     def __init__(self, kind: str, *, modules: Sequence[str] = (), lazy: Mapping[str, str] | None = None,

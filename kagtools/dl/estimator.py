@@ -31,7 +31,6 @@ from kagtools.dl.trainer import (
     EarlyStopping,
     Learner,
     LRFinderResult,
-    get_device,
     inner_holdout,
     seed_everything,
 )
@@ -72,8 +71,7 @@ class ImageClassifierBase(ClassifierMixin, BaseEstimator):
         tensors = (images,) if y is None else (images, y)
         g = torch.Generator().manual_seed(int(self.seed or 0))
         bs = min(self.batch_size, len(images)) if drop_last else self.batch_size
-        ds = TensorDataset(*tensors)
-        return DataLoader(ds, batch_size=bs, shuffle=shuffle, drop_last=drop_last, generator=g,
+        return DataLoader(TensorDataset(*tensors), batch_size=bs, shuffle=shuffle, drop_last=drop_last, generator=g,
                           collate_fn=None if y is not None else (lambda b: torch.stack([r[0] for r in b])))
 
     def _batch_tfm(self, size_ref: list[int], n_classes: int):
@@ -165,7 +163,3 @@ class ImageClassifierBase(ClassifierMixin, BaseEstimator):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.model_ = None
-
-    @property
-    def _device(self) -> torch.device:
-        return get_device(self.device)

@@ -13,10 +13,7 @@ Usage::
 
 Batches are ``(inputs, targets)``; inputs may be a tensor (``model(x)``), a tuple of tensors
 (``model(*x)``) or a mapping such as a tokenizer's output (``model(**x)``); everything is moved
-to the device. ``loss_fn(outputs, targets)`` gets the model's raw output. ``param_groups`` takes
-``[(params, lr), ...]`` for discriminative learning rates; ``fine_tune`` builds them from layer
-groups. AMP is bf16 autocast on CUDA when supported, else fp16 with a GradScaler; on a CPU only
-when asked (``cpu_amp``) and the CPU has native bf16 (AVX512-BF16 or AMX).
+to the device. ``loss_fn(outputs, targets)`` gets the model's raw output.
 
 Trust in CV: the CV loop passes the *scored* fold as ``X_valid``. Early stopping or best-epoch
 selection on that fold would overstate CV, so the adapters train a fixed number of one-cycle
@@ -100,11 +97,8 @@ def set_trainable(module: nn.Module, trainable: bool) -> None:
 
 
 def freeze_body(model: nn.Module, head: nn.Module, *, train_bn: bool = True) -> None:
-    """Freeze everything but ``head``; normalisation layers stay trainable (as fastai does).
-
-    Training the batch-norm affine parameters lets a pretrained body adapt its statistics to the
-    new data while its convolution weights stay fixed.
-    """
+    """Freeze everything but ``head``; with ``train_bn`` normalisation layers stay trainable (as
+    fastai does), so a pretrained body adapts its statistics while its weights stay fixed."""
     set_trainable(model, False)
     set_trainable(head, True)
     if train_bn:
@@ -163,10 +157,6 @@ class Callback:
     def on_train_end(self, ctx: TrainContext) -> None: ...
 
 
-def _monitored(ctx: TrainContext, monitor: str) -> float | None:
-    return getattr(ctx, monitor)
-
-
 class EarlyStopping(Callback):
     """Stop when ``monitor`` ("valid_loss" or "metric") has not improved for ``patience`` epochs.
 
@@ -183,7 +173,7 @@ class EarlyStopping(Callback):
         self.best, self.wait = math.inf if self.mode == "min" else -math.inf, 0
 
     def on_epoch_end(self, ctx: TrainContext) -> None:
-        value = _monitored(ctx, self.monitor)
+        value = getattr(ctx, self.monitor)
         if value is None:
             return
         better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
@@ -207,7 +197,7 @@ class BestCheckpoint(Callback):
         self.best, self.best_epoch, self.state = math.inf if self.mode == "min" else -math.inf, None, None
 
     def on_epoch_end(self, ctx: TrainContext) -> None:
-        value = _monitored(ctx, self.monitor)
+        value = getattr(ctx, self.monitor)
         if value is None:
             return
         if (value < self.best) if self.mode == "min" else (value > self.best):
@@ -261,10 +251,9 @@ class LRFinderResult:
 
 
 def _suggest(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
-    """(valley rate, a tenth of the rate at the minimum loss).
+    """(valley rate, a tenth of the rate at the minimum loss); see :class:`LRFinderResult`.
 
-    The valley is the span of the longest decreasing subsequence of the smoothed losses (robust
-    to the noisy flat start); its midpoint is a rate where the loss still falls fast.
+    The longest decreasing subsequence is robust to the noisy flat start of the sweep.
     """
     n = len(losses)
     lr_min = float(lrs[int(np.argmin(losses))]) / 10
@@ -289,7 +278,6 @@ class Learner:
 
     Parameters
     ----------
-    model : torch.nn.Module
     loss_fn : callable
         ``loss_fn(outputs, targets) -> scalar tensor``; soft (mixup) targets are the loss's concern
         (``nn.CrossEntropyLoss`` accepts class probabilities).
@@ -298,21 +286,17 @@ class Learner:
     amp : bool
         Mixed precision on CUDA (bf16 when supported, else fp16 with a GradScaler).
     cpu_amp : bool
-        bf16 autocast on a CPU with native bf16 instructions too (weights stay float32). Off by
-        default: measured only on the transformers cross-encoders (1.2-1.5x faster).
+        bf16 autocast on a CPU with native bf16 instructions (AVX512-BF16 or AMX) too; weights stay
+        float32. Off by default: measured only on the transformers cross-encoders (1.2-1.5x faster).
     grad_accum : int
-        Optimiser step every ``grad_accum`` batches (the loss is divided accordingly), so a small
-        batch trains like a ``grad_accum`` times larger one.
+        Optimiser step every ``grad_accum`` batches (the loss is divided accordingly).
     metric_fn : callable, optional
         ``metric_fn(outputs, targets) -> float`` on the validation outputs (NumPy arrays).
-    callbacks : sequence of Callback
     progress : bool
         A tqdm bar per epoch with the running loss (off with ``KAGTOOLS_QUIET=1``).
     batch_tfm : callable, optional
         ``batch_tfm(inputs, targets) -> (inputs, targets)`` on training batches, on the device
         (timm's ``Mixup`` fits here).
-    clip_grad : float, optional
-        Clip the gradient norm to this value.
     bn_eval : bool
         Keep every batch norm in eval mode while training (the pretrained running statistics):
         for tiny datasets and small batches, whose batch statistics would wreck them.
@@ -562,8 +546,7 @@ class Learner:
         self.model.eval()
         with torch.inference_mode():
             for batch in loader:
-                inputs, _ = _split_batch(batch)
-                inputs = to_device(inputs, self.device)
+                inputs = to_device(_split_batch(batch)[0], self.device)
                 if tfm is not None:
                     inputs = tfm(inputs)
                 with self._autocast():

@@ -1,11 +1,7 @@
 """Bagging: one model cross-validated as a :class:`~kagtools.models.bag.Bag` of several seeds
-(optionally bootstrap samples), through the fold engine like any other model.
-
-``kagtools cv --model M --bag N [--bootstrap]`` runs :func:`bagged_cv`. Inside every fold the
-bag's N members are fitted on that fold's training rows (bootstrap samples of them with
-``bootstrap``; validation rows are never touched) and averaged. The run records every member's
-own CV score beside the bag's, and says so when the members agree exactly (a bag that is one
-model N times: the model ignores its seed on these rows).
+(optionally bootstrap samples), through the fold engine like any other model
+(``kagtools cv --model M --bag N [--bootstrap]``). The run records every member's own CV score
+beside the bag's, and says so when the members agree exactly (the model ignores its seed).
 """
 
 from __future__ import annotations
@@ -35,26 +31,11 @@ def _fit_bag_fold(bag, fold: Fold, frames: tuple) -> FoldOutput:
 def bagged_cv(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model: str,
               params: dict[str, Any] | None, *, root, n_bags: int, bootstrap: bool = False,
               n_jobs: int = -1, seed: int | None = None) -> Run:
-    """Cross-validate a bag of ``n_bags`` seeds of ``model`` and write the run.
+    """Cross-validate a bag of ``n_bags`` (at least 2) seeds of ``model`` and write the run.
 
-    Parameters
-    ----------
-    spec, data, folds
-        The competition, its training set and the shared folds.
-    model, params
-        The registered model and its parameters.
-    root
-        Where runs are written (``runs/<slug>``).
-    n_bags
-        Number of members (seeds), at least 2.
-    bootstrap
-        Fit every member on a bootstrap sample of its fold's training rows.
-    n_jobs
-        Folds fitted in parallel (joblib).
-    seed
-        The run's seed (default: the spec's CV seed); member ``i`` of fold ``(r, f)`` is seeded
-        ``seed + 1000 r + f + BAG_SEED_STRIDE i``, as a single run with seed
-        ``seed + BAG_SEED_STRIDE i`` would seed that fold.
+    With ``bootstrap`` every member fits a bootstrap sample of its fold's training rows. Member
+    ``i`` of fold ``(r, f)`` is seeded ``seed + 1000 r + f + BAG_SEED_STRIDE i``, as a single run
+    with seed ``seed + BAG_SEED_STRIDE i`` would seed that fold (``seed``: the spec's CV seed).
     """
     if n_bags < 2:
         raise KagtoolsError(f"--bag must be at least 2, got {n_bags}")

@@ -33,8 +33,6 @@ __all__ = ["METHODS", "AUTO_METHODS", "check_compatible", "blend", "auto_blend",
 METHODS = tuple(BLENDERS)
 # What ``kagtools submit`` tries; the AutoGluon-style stack joins when features are given.
 AUTO_METHODS = ("mean", "rank_mean", "geo_mean", "hill_climb", "optimize", "stack_linear", "stack_lgbm")
-
-
 TASKS = ("binary", "multiclass", "regression", "multitarget")  # the tasks blends support
 
 
@@ -48,10 +46,9 @@ def check_compatible(runs: list[Run]) -> None:
     first = runs[0]
     for run in runs[1:]:
         if run.record.folds_hash != first.record.folds_hash:
-            raise KagtoolsError(
-                f"runs {first.run_id} and {run.run_id} were made on different folds "
-                f"({first.record.folds_hash} vs {run.record.folds_hash}); rerun one on the current folds"
-            )
+            raise KagtoolsError(f"runs {first.run_id} and {run.run_id} were made on different folds "
+                                f"({first.record.folds_hash} vs {run.record.folds_hash}); rerun one on the "
+                                "current folds")
         if run.pred_cols != first.pred_cols:
             raise KagtoolsError(f"runs {first.run_id} and {run.run_id} predict different columns")
         if run.record.classes != first.record.classes:
@@ -70,25 +67,13 @@ def _scores(spec: CompetitionSpec, level1: Level1, preds: np.ndarray, thresholds
 def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, *, root: Path,
           method: str = "hill_climb", features: TrainingSet | None = None, seed: int = 0,
           level1: Level1 | None = None, threshold: bool | None = None) -> Run:
-    """Blend ``runs`` with ``method``, fitted within folds, and write the blend as a run.
+    """Blend ``runs`` (same folds) with ``method``, fitted within folds, and write the blend as a run.
 
-    Parameters
-    ----------
-    spec, runs, y, ids
-        The competition, the runs to blend (same folds), the training target and ids.
-    root
-        Where runs are written (``runs/<slug>``).
-    method
-        One of :data:`METHODS`.
-    features
-        The training set; only ``stack_lgbm_features`` uses it (its ``X``, ``X_test`` and
-        ``fold_features``).
-    level1
-        Already aligned predictions of ``runs`` (saves re-reading them across methods).
-    threshold
-        For label metrics of binary tasks: ``True`` tunes the decision threshold within folds,
-        ``False`` keeps 0.5, ``None`` (default) tunes it and keeps it only where the nested
-        score says it helps. The kept threshold is stored in run.json and used by submissions.
+    ``features`` (the training set) is used only by ``stack_lgbm_features``; ``level1`` is the
+    already aligned predictions of ``runs`` (saves re-reading them across methods).
+    ``threshold``, for label metrics of binary tasks: ``True`` tunes the decision threshold
+    within folds, ``False`` keeps 0.5, ``None`` (default) tunes it and keeps it only where the
+    nested score says it helps. The kept threshold is stored in run.json and used by submissions.
     """
     runs = sorted(runs, key=lambda r: r.run_id)  # the same runs give the same blend, in any order
     check_compatible(runs)

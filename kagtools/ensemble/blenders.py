@@ -196,12 +196,8 @@ class OptimizedBlender(Blender):
 
 def _stack_frame(P: np.ndarray, task: str, X: pd.DataFrame | None = None) -> pd.DataFrame:
     Z = _margin(P, task)
-    m, n, k = Z.shape
-    cols = {f"l1_{j}_{c}": Z[j, :, c] for j in range(m) for c in range(k)}
-    frame = pd.DataFrame(cols)
-    if X is not None:
-        frame = pd.concat([X.reset_index(drop=True), frame], axis=1)
-    return frame
+    frame = pd.DataFrame({f"l1_{j}_{c}": Z[j, :, c] for j in range(Z.shape[0]) for c in range(Z.shape[2])})
+    return frame if X is None else pd.concat([X.reset_index(drop=True), frame], axis=1)
 
 
 def _per_run(importance: np.ndarray, m: int, k: int) -> np.ndarray:

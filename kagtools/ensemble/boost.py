@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_softmax, logit, softmax
+from scipy.special import expit, log_softmax, softmax
 from sklearn.base import clone
 
 from kagtools.core.engine import (
@@ -40,17 +40,10 @@ from kagtools.core.folds import Folds
 from kagtools.core.model_registry import make_model
 from kagtools.core.runs import Run, RunRecord, make_run_id, provenance, write_run
 from kagtools.core.spec import CompetitionSpec
+from kagtools.ensemble.blenders import _margin
 from kagtools.errors import KagtoolsError
 
 __all__ = ["boost_run"]
-
-_EPS = 1e-6
-
-
-def _to_margin(p: np.ndarray, task: str) -> np.ndarray:
-    if task == "binary":
-        return logit(np.clip(p, _EPS, 1 - _EPS))
-    return np.log(np.clip(p, _EPS, 1.0)) if task == "multiclass" else p
 
 
 def _from_margin(F: np.ndarray, task: str) -> np.ndarray:
@@ -65,12 +58,6 @@ def _loss(F: np.ndarray, Y: np.ndarray, task: str) -> float:
     if task == "binary":
         return float(np.mean(np.logaddexp(0, F) - Y * F))
     return float(-np.mean(np.sum(Y * log_softmax(F, axis=1), axis=1)))
-
-
-def _targets(y_enc: np.ndarray, task: str, k: int) -> np.ndarray:
-    if task == "multiclass":
-        return np.eye(k)[y_enc]
-    return np.asarray(y_enc, dtype=float).reshape(len(y_enc), -1)  # one column per target
 
 
 def _fit_fold(learner, fold: Fold, frames, *, data: TrainingSet, y_enc, Y, margins, F_test, task,
@@ -103,19 +90,9 @@ def _fit_fold(learner, fold: Fold, frames, *, data: TrainingSet, y_enc, Y, margi
 def boost_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, base: Run, *, root, model: str = "lgbm",
               params: dict[str, Any] | None = None, learning_rate: float = 0.5, seed: int | None = None,
               n_jobs: int = 1) -> Run:
-    """Fit ``model`` on ``base``'s OOF residuals within the shared folds; write the boosted run.
-
-    Parameters
-    ----------
-    spec, data, folds
-        The competition, its training set and the shared folds (``base`` must use them).
-    base
-        The run to correct.
-    model, params
-        The registered learner, fitted as a regressor.
-    learning_rate
-        Shrinkage of the line-searched step.
-    """
+    """Fit ``model`` (with ``params``, as a regressor) on the OOF residuals of ``base`` (made on
+    ``folds``) within the shared folds; write the boosted run. ``learning_rate`` shrinks the
+    line-searched step."""
     if base.record.folds_hash != folds.hash:
         raise KagtoolsError(f"run {base.run_id} was made on other folds ({base.record.folds_hash} vs "
                             f"{folds.hash}); rerun it on the current folds")
@@ -123,14 +100,15 @@ def boost_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, base: Run,
     params = dict(params or {})
     seed = spec.cv.seed if seed is None else seed
     y_enc, _ = encode_target(spec, data.y)
-    Y = _targets(y_enc, task, len(cols))
+    # One column per class (multiclass) or per target.
+    Y = np.eye(len(cols))[y_enc] if task == "multiclass" else np.asarray(y_enc, dtype=float).reshape(len(y_enc), -1)
     learner = make_model(model, params, task="regression", seed=seed)
     F_test = None
     if data.X_test is not None and base.has_test:
         t = base.test.set_index("id").loc[data.test_ids.to_numpy(), cols].to_numpy(float)
-        F_test = _to_margin(t, task).reshape(len(t), -1)
+        F_test = _margin(t, task).reshape(len(t), -1)
     repeats = range(folds.n_repeats)
-    margins = {r: _to_margin(squeeze(base.oof_matrix(r, data.ids)), task) for r in repeats}
+    margins = {r: _margin(squeeze(base.oof_matrix(r, data.ids)), task) for r in repeats}
     fit = partial(_fit_fold, data=data, y_enc=y_enc, Y=Y, margins=margins, F_test=F_test, task=task,
                   learning_rate=learning_rate)
     res = run_folds(spec, data, folds, learner, seed=seed, n_jobs=n_jobs, fit_fold=fit, frames=False,

@@ -90,8 +90,7 @@ def nested_blend(blender: Blender, level1: Level1, y_enc: np.ndarray, ids: pd.Se
                  X_test: pd.DataFrame | None = None, ordered: bool = False) -> NestedBlend:
     """Fit ``blender`` within folds and on each whole repeat (see the module docstring).
 
-    ``y_enc`` is the encoded target in the order of ``ids`` (the training set); ``X`` and
-    ``X_test``, when given, are the original features in the order of ``ids`` and of
+    ``y_enc`` and ``X`` are in the order of ``ids`` (the training set), ``X_test`` in that of
     ``level1.test_ids``. ``ordered``: the folds are in time order (walk-forward fitting).
     """
     # Level-2 problems are small: BLAS threads only add contention (10-30x slower when loaded).

@@ -1,9 +1,8 @@
 """Metrics over many candidate predictions at once, and decision thresholds for label metrics.
 
-Hill climbing scores every candidate blend at every step, and threshold search scores every
-threshold: :func:`batch_score` does that in one vectorised pass for the common metrics and
-falls back to one :func:`kagtools.core.metrics.get_metric` call per candidate for the others. Both
-give the same numbers (``tests/test_blend.py`` checks it).
+:func:`batch_score` scores every candidate blend (hill climbing) or threshold in one vectorised
+pass for the common metrics, one :func:`~kagtools.core.metrics.get_metric` call per candidate
+for the others; both give the same numbers (``tests/test_blend.py`` checks it).
 """
 
 from __future__ import annotations

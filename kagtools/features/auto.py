@@ -44,23 +44,15 @@ def target_matrix(y) -> np.ndarray:
     return y.astype(float).reshape(-1, 1)
 
 
-def _is_text_like(s: pd.Series) -> bool:
-    return not pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-
-
 def _parse_dates(s: pd.Series) -> pd.Series | None:
     """The column as datetimes when (nearly) every non-missing value parses as one."""
     values = s.dropna().astype(str)
     if values.empty or not values.str.contains(r"\d[-/:.]\d|\d{4}", regex=True).mean() > 0.9:
         return None
-    sample = values.iloc[:500]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
-    if parsed.notna().mean() < 0.95:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        if pd.to_datetime(values.iloc[:500], errors="coerce", format="mixed").notna().mean() < 0.95:
+            return None
         return pd.to_datetime(s.astype("string"), errors="coerce", format="mixed")
 
 
@@ -152,7 +144,11 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
                 values = X[c]
                 if self.kinds_[c] == "text":
                     # The vocabulary and IDF use no target: fitted once on all the fitted rows.
-                    self.vectorizers_[c] = self._vectorizer().fit(X[c].fillna("").astype(str))
+                    self.vectorizers_[c] = make_union(
+                        TfidfVectorizer(max_features=self.max_tfidf_features, ngram_range=(1, 2), sublinear_tf=True),
+                        TfidfVectorizer(max_features=self.max_tfidf_features, analyzer="char_wb",
+                                        ngram_range=(2, 4), sublinear_tf=True),
+                    ).fit(X[c].fillna("").astype(str))
                     values = self.vectorizers_[c].transform(X[c].fillna("").astype(str))
                 oof[c] = np.zeros((len(X), Y.shape[1]))
                 for tr, va in inner.split(X):
@@ -163,13 +159,6 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
         out = self._features(X, oof)
         self.feature_names_ = list(out.columns)
         return out
-
-    def _vectorizer(self):
-        return make_union(
-            TfidfVectorizer(max_features=self.max_tfidf_features, ngram_range=(1, 2), sublinear_tf=True),
-            TfidfVectorizer(max_features=self.max_tfidf_features, analyzer="char_wb", ngram_range=(2, 4),
-                            sublinear_tf=True),
-        )
 
     def _fit_encoder(self, col: str, values, Y: np.ndarray) -> Any:
         """A ridge model on TF-IDF (text), or smoothed per-category target means."""

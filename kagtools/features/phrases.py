@@ -14,14 +14,8 @@ import pandas as pd
 from rapidfuzz import distance, fuzz
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-__all__ = [
-    "join_pair",
-    "local_minilm_path",
-    "resolve_model_path",
-    "sentence_embeddings",
-    "tfidf_cosine",
-    "similarity_features",
-]
+__all__ = ["join_pair", "local_minilm_path", "resolve_model_path", "sentence_embeddings", "tfidf_cosine",
+           "similarity_features"]
 
 
 def join_pair(parts: Sequence[pd.Series], sep: str) -> pd.Series:
@@ -86,10 +80,6 @@ def tfidf_cosine(a: pd.Series, b: pd.Series, **tfidf) -> np.ndarray:
     return np.asarray(va.multiply(vb).sum(axis=1)).ravel()
 
 
-def _tokens(s: pd.Series) -> list[set[str]]:
-    return [set(t.split()) for t in s.str.lower()]
-
-
 def similarity_features(a: pd.Series, b: pd.Series, *, embeddings: tuple[np.ndarray, np.ndarray] | None = None
                         ) -> pd.DataFrame:
     """Similarity features of phrase pairs ``(a[i], b[i])``: TF-IDF cosines (character n-grams
@@ -101,7 +91,7 @@ def similarity_features(a: pd.Series, b: pd.Series, *, embeddings: tuple[np.ndar
     f = pd.DataFrame(index=a.index)
     f["tfidf_char"] = tfidf_cosine(a, b, analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
     f["tfidf_word"] = tfidf_cosine(a, b, analyzer="word", token_pattern=r"(?u)\b\w+\b")
-    ta, tb = _tokens(a), _tokens(b)
+    ta, tb = ([set(t.split()) for t in s] for s in (a, b))  # both lowercased above
     inter = np.array([len(x & y) for x, y in zip(ta, tb, strict=True)], dtype=float)
     na = np.array([len(x) for x in ta], dtype=float)
     nb = np.array([len(y) for y in tb], dtype=float)

@@ -25,25 +25,12 @@ from typing import Any
 from kagtools.core.environment import candidate_data_dirs
 from kagtools.errors import KagtoolsError
 
-__all__ = [
-    "get_api",
-    "explain_http_error",
-    "download_competition",
-    "download_dataset",
-    "submit_file",
-    "submit_code",
-    "list_submissions",
-    "push_kernel",
-    "kernel_status",
-    "kernel_output",
-    "local_username",
-    "TERMINAL_KERNEL_STATES",
-]
+__all__ = ["get_api", "explain_http_error", "download_competition", "download_dataset", "submit_file", "submit_code",
+           "list_submissions", "push_kernel", "kernel_status", "kernel_output", "local_username",
+           "TERMINAL_KERNEL_STATES"]
 
-CREDENTIALS_HELP = (
-    "no Kaggle credentials found: put kaggle.json (from kaggle.com > Settings > API) in "
-    "~/.kaggle/ or $KAGGLE_CONFIG_DIR, or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)"
-)
+CREDENTIALS_HELP = ("no Kaggle credentials found: put kaggle.json (from kaggle.com > Settings > API) in "
+                    "~/.kaggle/ or $KAGGLE_CONFIG_DIR, or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)")
 TERMINAL_KERNEL_STATES = ("complete", "error", "cancel_acknowledged")
 _QUOTA_WORDS = ("quota", "allowance", "limit", "exceeded")
 
@@ -200,10 +187,8 @@ def download_competition(slug: str, *, data_dir: str | os.PathLike | None = None
         listed = _listed_files(api, slug)
     missing = [name for name in listed if not (target / name).exists()]
     if missing:
-        raise KagtoolsError(
-            f"{target}: {len(missing)} file(s) Kaggle lists for '{slug}' are missing after the download "
-            f"(first: {missing[0]}); retry with --force"
-        )
+        raise KagtoolsError(f"{target}: {len(missing)} file(s) Kaggle lists for '{slug}' are missing after the "
+                            f"download (first: {missing[0]}); retry with --force")
     return target
 
 

@@ -29,18 +29,8 @@ from kagtools.core.io import atomic_dir, atomic_path, read_json, write_json
 from kagtools.core.runs import Run, load_run, run_root
 from kagtools.errors import KagtoolsError
 
-__all__ = [
-    "CODE_FILE",
-    "KernelBundle",
-    "kernel_dir",
-    "bundle_sources",
-    "render_script",
-    "build_kernel",
-    "read_kernel_id",
-    "run_in_kernel",
-    "import_kernel_runs",
-    "kernel_log_text",
-]
+__all__ = ["CODE_FILE", "KernelBundle", "kernel_dir", "bundle_sources", "render_script", "build_kernel",
+           "read_kernel_id", "run_in_kernel", "import_kernel_runs", "kernel_log_text"]
 
 CODE_FILE = "kernel.py"
 SUMMARY_FILE = "kagtools-kernel.json"
@@ -333,10 +323,9 @@ def import_kernel_runs(output_dir: str | Path, slug: str, *, workdir: str | Path
     if local.is_file():
         local_hash = read_json(local).get("hash")
         if local_hash != kernel_hash:
-            raise KagtoolsError(
-                f"the kernel's runs were made on folds {kernel_hash} but the local runs on {local_hash}; "
-                f"they cannot blend: push again (`kagtools kernel push {slug}` bundles the local folds)"
-            )
+            raise KagtoolsError(f"the kernel's runs were made on folds {kernel_hash} but the local runs on "
+                                f"{local_hash}; they cannot blend: push again (`kagtools kernel push {slug}` "
+                                "bundles the local folds)")
     else:
         _copy_folds(src, dst)
     run_dirs = [p for p in sorted(src.iterdir()) if (p / "run.json").is_file() and not p.name.startswith(".")]

@@ -1,8 +1,5 @@
 """``bag``: any registered model fitted several times with other seeds (and optionally on
-bootstrap samples of the rows), its predictions averaged.
-
-``kagtools cv --model M --bag N [--bootstrap]`` cross-validates a ``bag`` of ``M`` through the
-fold engine like any other model, so each fold's members see only that fold's training rows.
+bootstrap samples of the rows), its predictions averaged (``kagtools cv --model M --bag N``).
 """
 
 from __future__ import annotations
@@ -19,21 +16,9 @@ BAG_SEED_STRIDE = 100_003  # member seeds far apart from the engine's per-fold o
 
 @register_model("bag")
 class Bag(BaseEstimator):
-    """The mean of ``n_bags`` fits of a registered model, each with its own seed.
-
-    Parameters
-    ----------
-    model : str
-        The registered model to bag.
-    params : dict, optional
-        Its parameters.
-    n_bags : int
-        Number of members (at least 1).
-    bootstrap : bool
-        Fit each member on a bootstrap sample of the rows (drawn with replacement, seeded).
-    task, seed
-        Set by the fold engine; member ``i`` is seeded ``seed + BAG_SEED_STRIDE * i``.
-    """
+    """The mean of ``n_bags`` fits of the registered ``model`` (with ``params``), each with its
+    own seed: member ``i`` is seeded ``seed + BAG_SEED_STRIDE * i``. With ``bootstrap`` each
+    member fits a seeded bootstrap sample of the rows."""
 
     tasks = ("binary", "multiclass", "regression", "multitarget")
 

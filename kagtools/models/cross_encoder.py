@@ -1,4 +1,4 @@
-"""Text models: transformers cross-encoder regressors (torch; the booster is in phrase_lgbm).
+"""Text models: transformers cross-encoder regressors (torch).
 
 ``hf_cross_encoder`` reads the columns ``text_cols`` of X, joins them with the tokenizer's
 separator (``anchor [SEP] target [SEP] context title``) and fine-tunes a transformers encoder
@@ -6,8 +6,7 @@ with a mean-pooled regression head on the shared trainer (:mod:`kagtools.dl.trai
 one-cycle schedule, layer-wise decaying learning rates, gradient accumulation, AMP on CUDA
 (bf16 on a CPU that has it), dynamic padding, sequence length from the data.
 ``hf_group_cross_encoder`` reads one anchor with many of its targets per sequence and scores
-each target from its own tokens. ``similarity_lgbm`` is LightGBM on the numeric and category
-columns of the same X (the free-text columns are for the encoders)."""
+each target from its own tokens."""
 
 from __future__ import annotations
 
@@ -148,8 +147,6 @@ class CrossEncoderRegressor(BaseEstimator):
         self.device = device
         self.seed = seed
 
-    # -------------------------------------------------------------------- data
-
     def _texts(self, X: pd.DataFrame) -> list[str]:
         return pair_texts(X, self.text_cols, self.tokenizer_.sep_token or "[SEP]")
 
@@ -177,33 +174,26 @@ class CrossEncoderRegressor(BaseEstimator):
                                        generator=torch.Generator().manual_seed(self.seed))
         return DataLoader(rows, batch_size=self.batch_size, sampler=sampler, collate_fn=collate)
 
-    def _token_lengths(self, texts: list[str]) -> np.ndarray:
-        return np.array([len(ids) for ids in self.tokenizer_(texts, truncation=False)["input_ids"]])
-
-    def _fit_length(self, lengths: np.ndarray) -> int:
-        cap = self.max_length or self.tokenizer_.model_max_length
-        return int(min(lengths.max(), cap, 512))
-
-    # -------------------------------------------------------------------- fit / predict
-
-    def fit(self, X, y, X_valid=None, y_valid=None):
+    def _begin_fit(self, X: pd.DataFrame, y) -> tuple[pd.DataFrame, np.ndarray, str]:
+        """Seed, load the tokenizer (``tokenizer_``); X reindexed, y as float32, the model's path."""
         from transformers import AutoTokenizer
 
         from kagtools.dl.trainer import seed_everything
         from kagtools.features.phrases import resolve_model_path
 
         seed_everything(self.seed)
-        rng = np.random.default_rng(self.seed)
-        y = np.asarray(y, dtype=np.float32)
-        X = X.reset_index(drop=True)
-        if self.max_train_rows and len(X) > self.max_train_rows:
-            keep = np.sort(rng.choice(len(X), self.max_train_rows, replace=False))
-            X, y = X.iloc[keep].reset_index(drop=True), y[keep]
         path = resolve_model_path(self.model_name)
         self.tokenizer_ = AutoTokenizer.from_pretrained(path)
+        return X.reset_index(drop=True), np.asarray(y, dtype=np.float32), path
+
+    def fit(self, X, y, X_valid=None, y_valid=None):
+        X, y, path = self._begin_fit(X, y)
+        if self.max_train_rows and len(X) > self.max_train_rows:
+            keep = np.sort(np.random.default_rng(self.seed).choice(len(X), self.max_train_rows, replace=False))
+            X, y = X.iloc[keep].reset_index(drop=True), y[keep]
         texts = self._texts(X)
-        lengths = self._token_lengths(texts)
-        self.max_length_ = self._fit_length(lengths)
+        lengths = np.array([len(ids) for ids in self.tokenizer_(texts, truncation=False)["input_ids"]])
+        self.max_length_ = int(min(lengths.max(), self.max_length or self.tokenizer_.model_max_length, 512))
         train_idx, hold_idx, callbacks = self._split(X)
         capped = np.minimum(lengths, self.max_length_)
         train_dl = self._loader([texts[i] for i in train_idx], y[train_idx], lengths=capped[train_idx])
@@ -248,8 +238,7 @@ class CrossEncoderRegressor(BaseEstimator):
         from sklearn.model_selection import GroupShuffleSplit
 
         split = GroupShuffleSplit(n_splits=1, test_size=self.holdout_frac, random_state=self.seed)
-        tr, ho = next(split.split(X, groups=X[self.text_cols[0]].astype(str)))
-        return tr, ho
+        return next(split.split(X, groups=X[self.text_cols[0]].astype(str)))
 
     def predict(self, X) -> np.ndarray:
         """Scores in [0, 1], in the order of the rows of X."""
@@ -288,9 +277,7 @@ class _GroupBatches:
 
     ``seqs`` gives each sequence its prefix token ids and its items as ``(token ids, row,
     scored)``, ``row`` indexing ``y`` (-1 for unscored context items). With ``chunker``
-    (training; ``seqs`` is then None) the sequences are drawn anew every epoch, one epoch
-    ahead so that ``len()`` counts the coming epoch. Batches hold sequences of similar length,
-    shuffled (training) or in order.
+    (training; ``seqs`` is then None) the sequences are drawn anew every epoch.
     """
 
     def __init__(self, est, seqs, y, *, chunker=None, shuffle=False):
@@ -388,8 +375,6 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
         self.item_tokens = item_tokens
         self.tta = tta
 
-    # -------------------------------------------------------------------- sequences
-
     def _groups(self, X: pd.DataFrame) -> tuple[pd.Series, dict[str, list[int]]]:
         """Each row's group key (its text columns but the item) and each group's prefix ids:
         ``[CLS] anchor [SEP] title [SEP]``."""
@@ -424,19 +409,8 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
         return self.tokenizer_(texts, add_special_tokens=False, truncation=True,
                                max_length=self.item_tokens)["input_ids"]
 
-    # -------------------------------------------------------------------- fit / predict
-
     def fit(self, X, y, X_valid=None, y_valid=None):
-        from transformers import AutoTokenizer
-
-        from kagtools.dl.trainer import seed_everything
-        from kagtools.features.phrases import resolve_model_path
-
-        seed_everything(self.seed)
-        X = X.reset_index(drop=True)
-        y = np.asarray(y, dtype=np.float32)
-        path = resolve_model_path(self.model_name)
-        self.tokenizer_ = AutoTokenizer.from_pretrained(path)
+        X, y, path = self._begin_fit(X, y)
         _require_text_cols(X, self.text_cols)
         keys, prefixes = self._groups(X)
         item_ids = self._tokenize_items(X[self.text_cols[1]].astype(str).tolist())

@@ -90,11 +90,8 @@ class TimmClassifier(ImageClassifierBase):
         self.task = task
         self.seed = seed
 
-    def _presize(self) -> int:
-        return int(self.presize or round(max(self.sizes) * 1.15))
-
     def _images(self, X) -> torch.Tensor:
-        return load_images(list(X[self.image_col]), self._presize())
+        return load_images(list(X[self.image_col]), int(self.presize or round(max(self.sizes) * 1.15)))
 
     def _build(self, n_classes: int, *, pretrained: bool) -> nn.Module:
         net = create_timm_model(self.arch, n_classes, pretrained=self.pretrained if pretrained else None,

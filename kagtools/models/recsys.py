@@ -5,13 +5,8 @@ ignored) and optionally a ``session_col`` (e.g. the day a rating was made): a bi
 (user, session) pair captures the mood of one sitting, which is strong when held-out ratings
 were made in the same sittings as the training ones (a random split of ratings). Users, items
 or sessions never seen in training fall back to the biases that are known (at worst the global
-mean): predictions are never NaN.
-
-Models: ``cf_global_mean``, ``cf_biases`` (regularized biases by alternating ridge steps),
-``cf_mf`` (biased matrix factorization by alternating least squares, batched numpy solves),
-``cf_dot`` (fastai-style torch dot product with biases and a sigmoid onto the rating range) and
-``cf_neural`` (concatenated embeddings through an MLP). The torch models train with the shared
-:class:`kagtools.dl.trainer.Learner` (one-cycle, weight decay).
+mean): predictions are never NaN. The torch models (``cf_dot``, ``cf_neural``) are in
+:mod:`kagtools.models.recsys_nets`.
 """
 
 from __future__ import annotations

@@ -13,13 +13,12 @@ from kagtools.models.recsys import CFModel
 
 __all__ = ["DotProductBias", "EmbeddingMLP", "DotProduct", "NeuralCF"]
 
+
 class _TorchCF(CFModel):
     """Base for the torch models: index 0 of every embedding is "unknown" (zeros, never trained).
 
     The network sees ``(user, item, session)`` codes shifted by one, so an unseen user or item
     contributes a zero vector and a zero bias: its prediction falls back to the known biases.
-    Trained with :class:`kagtools.dl.trainer.Learner` for a fixed number of one-cycle epochs
-    (the validation fold is never used to stop: it is the scored one).
     """
 
     @property
@@ -69,6 +68,11 @@ class _TorchCF(CFModel):
         with torch.inference_mode():
             out = [self.net_(chunk) for chunk in torch.split(x, 65536)]
         return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+    @property
+    def item_embeddings_(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(item ids, item factors)`` for similarity search and plots."""
+        return self.items_.index.to_numpy(), self.net_.items.weight.detach().numpy()[1:]
 
 
 def _sigmoid_range(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -168,11 +172,6 @@ class DotProduct(_TorchCF):
     def _network(self, n_users, n_items, n_sessions):
         return DotProductBias(n_users, n_items, n_sessions, self.n_factors, tuple(self.y_range))
 
-    @property
-    def item_embeddings_(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(item ids, item factors)`` for similarity search and plots."""
-        return self.items_.index.to_numpy(), self.net_.items.weight.detach().numpy()[1:]
-
 
 @register_model("cf_neural")
 class NeuralCF(_TorchCF):
@@ -204,7 +203,3 @@ class NeuralCF(_TorchCF):
     def _network(self, n_users, n_items, n_sessions):
         return EmbeddingMLP(n_users, n_items, n_sessions, self.n_factors, tuple(self.hidden), self.dropout,
                             tuple(self.y_range))
-
-    @property
-    def item_embeddings_(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.items_.index.to_numpy(), self.net_.items.weight.detach().numpy()[1:]

@@ -32,7 +32,6 @@ from kagtools.models import register_model
 __all__ = ["TabularModel", "LogReg", "RandomForest", "ExtraTrees", "LightGBM", "HistGB"]
 
 
-
 def _is_categorical(dtype) -> bool:
     return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
 
@@ -55,9 +54,7 @@ def _as_frame(X) -> pd.DataFrame:
 
 def _categories_as_str(X: pd.DataFrame) -> pd.DataFrame:
     cats = _CATEGORICAL(X)
-    if not cats:
-        return X
-    X = X.copy()
+    X = X.copy() if cats else X
     for c in cats:
         X[c] = X[c].astype("string").fillna("<NA>").astype(object)
     return X
@@ -110,16 +107,6 @@ class TabularModel(BaseEstimator):
         return proba[:, 1] if self.task == "binary" else proba
 
 
-def _ordinal_preprocessor():
-    return ColumnTransformer(
-        [
-            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                   encoded_missing_value=-1), _CATEGORICAL),
-            ("num", SimpleImputer(strategy="median", keep_empty_features=True), _NUMERIC),
-        ]
-    )
-
-
 @register_model("logreg")
 class LogReg(TabularModel):
     """Logistic regression (ridge for regression) on one-hot categories and scaled numerics."""
@@ -135,14 +122,12 @@ class LogReg(TabularModel):
         self.seed = seed
 
     def _make_estimator(self, X: pd.DataFrame):
-        pre = ColumnTransformer(
-            [
-                ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
-                                      min_frequency=self.min_frequency, sparse_output=False), _CATEGORICAL),
-                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
-                                                    keep_empty_features=True), StandardScaler()), _NUMERIC),
-            ]
-        )
+        pre = ColumnTransformer([
+            ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                  min_frequency=self.min_frequency, sparse_output=False), _CATEGORICAL),
+            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
+                                                keep_empty_features=True), StandardScaler()), _NUMERIC),
+        ])
         if self.is_classifier:
             model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
         else:
@@ -172,12 +157,14 @@ class _Forest(TabularModel):
 
     def _make_estimator(self, X: pd.DataFrame):
         cls = self._classes[0] if self.is_classifier else self._classes[1]
-        return make_pipeline(
-            _ordinal_preprocessor(),
-            cls(n_estimators=self.n_estimators, max_depth=self.max_depth,
-                min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
-                n_jobs=self.n_jobs, random_state=self.seed),
-        )
+        pre = ColumnTransformer([
+            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                   encoded_missing_value=-1), _CATEGORICAL),
+            ("num", SimpleImputer(strategy="median", keep_empty_features=True), _NUMERIC),
+        ])
+        return make_pipeline(pre, cls(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                                      min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
+                                      n_jobs=self.n_jobs, random_state=self.seed))
 
     @staticmethod
     def search_space(trial):
@@ -285,9 +272,7 @@ class LightGBM(TabularModel):
 
 def _lgbm_frame(X: pd.DataFrame) -> pd.DataFrame:
     cats = _CATEGORICAL(X)
-    if not cats:
-        return X
-    X = X.copy()
+    X = X.copy() if cats else X
     for c in cats:
         if X[c].dtype != "category":
             X[c] = X[c].astype("string").astype("category")
@@ -314,13 +299,11 @@ class HistGB(TabularModel):
         n_cat = len(_CATEGORICAL(X))
         n_num = X.shape[1] - n_cat
         return make_pipeline(
-            ColumnTransformer(
-                [
-                    ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                                           encoded_missing_value=np.nan, max_categories=250), _CATEGORICAL),
-                    ("num", "passthrough", _NUMERIC),
-                ]
-            ),
+            ColumnTransformer([
+                ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                       encoded_missing_value=np.nan, max_categories=250), _CATEGORICAL),
+                ("num", "passthrough", _NUMERIC),
+            ]),
             cls(max_iter=self.max_iter, learning_rate=self.learning_rate,
                 max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
                 l2_regularization=self.l2_regularization,

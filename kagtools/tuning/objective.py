@@ -1,14 +1,6 @@
-"""The Optuna objective: a model's CV score over the shared folds, through the fold engine.
-
-:class:`FoldObjective` samples a trial's parameters, makes the model as every run makes it
-(:func:`kagtools.core.model_registry.make_model`) and fits it with
-:func:`kagtools.core.engine.run_folds`, the one fold loop (same clones, per-fold seeds and
-in-fold features as :func:`kagtools.core.engine.cross_validate`), so the best trial's value is
-the CV score its run later records. Two engine callbacks tie a trial to its folds:
-:class:`ReportAndPrune` reports the running mean of the fold scores after each fold and stops a
-poor trial; :class:`LightGBMInFoldPruning` lets LightGBM report its validation loss inside the
-first fold through optuna-integration's ``LightGBMPruningCallback`` (pruning only, never early
-stopping).
+"""The Optuna objective: a model's CV score over the shared folds, through the fold engine
+(:func:`kagtools.core.engine.run_folds`, the loop every run uses), plus the two engine
+callbacks that report a trial's progress and prune it.
 """
 
 from __future__ import annotations
@@ -94,12 +86,8 @@ class LightGBMInFoldPruning(FoldCallback):
 
 @dataclass
 class FoldObjective:
-    """The Optuna objective: the CV score of ``model`` with sampled parameters on ``folds``.
-
-    After fold ``k`` the running mean of the fold scores is reported at step
-    ``offset + k + 1`` and the trial is pruned if the pruner says so; the value returned is
-    the score :func:`kagtools.core.engine.score_oof` gives the OOF predictions (mean over repeats).
-    """
+    """The Optuna objective: the CV score of ``model`` with sampled parameters on ``folds``, as
+    :func:`kagtools.core.engine.score_oof` gives it (mean over repeats)."""
 
     spec: CompetitionSpec
     data: TrainingSet

@@ -1,10 +1,5 @@
-"""Pruners: when a trial is stopped early on the running mean of its fold scores.
-
-The objective reports the running mean after each fold (and LightGBM its validation loss every
-:data:`LGBM_REPORT_INTERVAL` rounds inside the first fold); the pruner named on the command line
-(:data:`PRUNERS`) judges those reports. :class:`OnLatestValue` makes a percentile pruner judge
-the latest running mean rather than the best report so far.
-"""
+"""Pruners: when a trial is stopped early on the running mean of its fold scores (and LightGBM's
+validation loss inside the first fold)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Tuning reports: Optuna's matplotlib plots of a study and an HTML page that shows them.
-
-:func:`write_reports` draws the optimization history, parameter importances, slice and contour
-plots as PNGs in ``reports/<slug>/`` (no plotly needed) and links them from
-``tune-<model>.html``; a plot that cannot be drawn yet (too few trials) is left out.
-"""
+"""Tuning reports: Optuna's matplotlib plots of a study (no plotly needed) and an HTML page."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Search spaces: a model's declared ``search_space`` with the user's entries and fixed names.
-
-Each model declares its space beside itself (a ``search_space(trial)`` staticmethod returning
-sampled parameters). A user space (``--space``) replaces or adds entries, parameters held
-fixed (``--params``) leave it, and :func:`check_space` rejects a name the model does not have
-before any trial runs.
+"""Search spaces: a model's declared ``search_space(trial)`` staticmethod, with a user space
+(``--space``) replacing or adding entries and parameters held fixed (``--params``) left out.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Where a study lives: opening Optuna storages, with one clear error line when that fails.
-
-A study is kept in a storage: a SQLite file under ``runs/<slug>/`` by default
-(:func:`default_storage`), any SQLAlchemy URL (``postgresql://...``) for workers on several
-machines, or ``journal:PATH`` for Optuna's file journal (several processes on one file system).
-Passwords never reach a message or a saved file (:func:`redact_url`).
+"""Where a study lives: a SQLite file under ``runs/<slug>/`` by default, any SQLAlchemy URL
+(``postgresql://...``) for workers on several machines, or ``journal:PATH`` for Optuna's file
+journal. Opening one fails with one clear line; passwords never reach a message or a saved file.
 """
 
 from __future__ import annotations
@@ -53,17 +50,11 @@ def _postgres_driver(url: str) -> str:
 
 def open_storage(url: str, *, heartbeat_interval: int | None = 10,
                  grace_period: int | None = 30) -> optuna.storages.BaseStorage:
-    """Open an Optuna storage, or raise one clear :class:`KagtoolsError` line.
+    """Open the Optuna storage at ``url``, or raise one clear :class:`KagtoolsError` line.
 
-    Parameters
-    ----------
-    url : str
-        A SQLAlchemy URL (``sqlite:///path.db``, ``postgresql://user:pw@host/db``) or
-        ``journal:PATH`` for Optuna's file journal (several processes on one file system).
-    heartbeat_interval, grace_period : int or None
-        RDB storages record a heartbeat of every running trial; a trial whose heartbeat is
-        older than ``grace_period`` seconds (its worker died) is marked failed by the next
-        worker that starts a trial. ``None`` turns the heartbeat off.
+    RDB storages record a heartbeat of every running trial every ``heartbeat_interval`` seconds;
+    a trial whose heartbeat is older than ``grace_period`` seconds (its worker died) is marked
+    failed by the next worker that starts a trial. ``None`` turns the heartbeat off.
     """
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage

@@ -1,12 +1,7 @@
 """Tuning a model: a persistent, shareable Optuna study of its CV score, then its best run.
 
-:func:`tune` checks the search space, runs workers on the study (in a storage, see
-:mod:`kagtools.tuning.storage`) until it has ``n_trials`` finished trials, summarizes it
-(:class:`TuneResult`), cross-validates the best parameters into a normal run, saves them in
-``runs/<slug>/tuned/<model>.json`` (:func:`tuned_params_path`, read back by
-:mod:`kagtools.tuning.tuned`) and draws the reports. It takes the competition's context duck-typed
-(``spec``, ``training_set``, ``folds``, ``root``, ``reports``) and imports nothing of the
-workflow above it: the pipeline's parameters for the model come in as ``base_params``.
+:func:`tune` takes the competition's context duck-typed and imports nothing of the workflow
+above it: the pipeline's parameters for the model come in as ``base_params``.
 """
 
 from __future__ import annotations
@@ -91,27 +86,12 @@ def tune(ctx, model: str, *, n_trials: int = 50, timeout: float | None = None, s
          grace_period: int | None = 30):
     """Tune ``model`` on the competition of ``ctx``; save the best parameters, run them, plot.
 
-    Parameters
-    ----------
-    ctx : kagtools.workflow.context.Context or alike
-        Read for ``spec``, ``training_set``, ``folds``, ``root`` (``runs/<slug>``: the default
-        storage, the best run and ``tuned/``) and ``reports`` (the plots).
-    model : str
-        A registered model with a ``search_space`` (or ``space`` given).
-    n_trials : int
-        The study's target of finished trials; a rerun continues up to it.
-    params : dict, optional
-        Parameters held fixed (they override ``base_params`` and leave the search space).
-    base_params : dict, optional
-        The starting point for every parameter not tuned: the competition pipeline's
-        parameters for ``model`` (the CLI passes them); tuned names override them.
-    space : dict, optional
-        Search-space entries replacing or adding to the model's (see
-        :func:`kagtools.tuning.space.parse_space`).
-
-    Returns
-    -------
-    (TuneResult, Run or None, list of report paths)
+    ``ctx`` (a workflow Context or alike) is read for ``spec``, ``training_set``, ``folds``,
+    ``root`` (``runs/<slug>``: the default storage, the best run and ``tuned/``) and ``reports``.
+    ``params`` are held fixed (they override ``base_params`` and leave the search space);
+    ``base_params``, the pipeline's parameters for ``model``, are the starting point for every
+    parameter not tuned; ``space`` replaces or adds to the model's search space
+    (:func:`~kagtools.tuning.space.parse_space`). Returns ``(TuneResult, Run or None, report paths)``.
     """
     from kagtools.core.parallel import scheduler_context
 

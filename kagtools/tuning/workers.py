@@ -2,10 +2,7 @@
 
 ``n_trials`` is the study's target of finished (complete + pruned) trials, so rerunning the
 same command continues an interrupted study and several workers together stop at exactly that
-total. Each worker first reaps the trials of dead workers (:func:`fail_dead_trials`): a stale
-heartbeat on an RDB storage, or a process on this host that no longer exists. Workers are
-local processes (joblib) or Dask tasks on the cluster at ``scheduler``
-(:func:`run_workers`); :class:`Tuning` is everything one needs to join the study.
+total. Each worker first reaps the trials of dead workers (:func:`fail_dead_trials`).
 """
 
 from __future__ import annotations
