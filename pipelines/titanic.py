@@ -1,9 +1,10 @@
-"""Titanic: features from names, tickets, cabins and families; five classical models.
+"""Titanic: sex, title and what happened to a passenger's family; five classical models.
 
-The strongest signal after sex and class is what happened to the rest of a passenger's
-family: women and children of one family mostly lived or died together. That feature uses the
-target, so :class:`FamilySurvival` computes it inside each fold (leave-one-out on the training
-rows, training-fold statistics for validation and test rows).
+The strongest signal after sex is what happened to the rest of a passenger's family: women and
+children of one family mostly lived or died together. That feature uses the target, so
+:class:`FamilySurvival` computes it inside each fold (leave-one-out on the training rows,
+training-fold statistics for validation rows) and, for the test rows, from every training
+member of the family (``test_features="all"``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ TITLES = {
 
 MODELS = {
     "logreg": ("logreg", {"C": 0.3}),
-    "rf": ("rf", {"n_estimators": 300, "max_depth": 7, "min_samples_leaf": 2, "max_features": 0.5}),
-    "et": ("et", {"n_estimators": 300, "max_depth": 8, "min_samples_leaf": 2, "max_features": 0.5}),
+    "rf": ("rf", {"n_estimators": 100, "max_depth": 7, "min_samples_leaf": 2, "max_features": 0.5}),
+    "et": ("et", {"n_estimators": 100, "max_depth": 8, "min_samples_leaf": 2, "max_features": 0.5}),
     "lgbm": ("lgbm", {"n_estimators": 200, "learning_rate": 0.03, "num_leaves": 8, "min_child_samples": 10,
                       "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0}),
     "hgb": ("hgb", {"max_iter": 150, "learning_rate": 0.05, "max_leaf_nodes": 8, "min_samples_leaf": 10}),
@@ -36,38 +37,33 @@ MODELS = {
 
 
 def features(data: CompetitionData, spec: CompetitionSpec) -> TrainingSet:
-    """Features computed on train and test together (no target is used here)."""
+    """Sex, title, woman-or-child, and the family id whose survival :class:`FamilySurvival`
+    measures in-fold (no target is used here).
+
+    Only features whose gain holds: on 10 repeats of 5 folds, paired with this set, adding
+    family size, ticket group size, age, fare, port or deck lowered LightGBM's CV by 0.001 to
+    0.008 (port by 0.0084 +- 0.0017), and dropping class raised it by 0.0030 +- 0.0009 (logistic
+    regression 0.0049 +- 0.0008): class, fare and deck speak through the family's fate. What is
+    left is Chris Deotte's women-and-children-groups rule, learnt rather than written by hand.
+    """
     train, test = data.train, data.test
     full = pd.concat([train.drop(columns=list(spec.target_cols)), test], ignore_index=True)
     f = pd.DataFrame(index=full.index)
     f["Sex"] = full["Sex"].astype("category")
-    f["Pclass"] = full["Pclass"].astype(float)
     title = full["Name"].str.extract(r",\s*([^\.]+)\.", expand=False).str.strip()
     f["Title"] = title.map(TITLES).fillna("Officer").astype("category")
-    f["FamilySize"] = full["SibSp"] + full["Parch"] + 1
-    f["IsAlone"] = (f["FamilySize"] == 1).astype(float)
-    f["SibSp"] = full["SibSp"].astype(float)
-    f["Parch"] = full["Parch"].astype(float)
-    ticket_size = full.groupby("Ticket")["Ticket"].transform("size")
-    f["TicketGroupSize"] = ticket_size.astype(float)
-    fare = full["Fare"].fillna(full.groupby("Pclass")["Fare"].transform("median"))
-    f["FarePerPerson"] = np.log1p(fare / ticket_size)
-    f["Deck"] = full["Cabin"].str[0].fillna("U").replace({"T": "U", "G": "U"}).astype("category")
-    f["Embarked"] = full["Embarked"].fillna("S").astype("category")
-    f["AgeMissing"] = full["Age"].isna().astype(float)
-    age_by_group = full.groupby([f["Title"].astype(str), full["Pclass"]])["Age"].transform("median")
-    f["Age"] = full["Age"].fillna(age_by_group).fillna(full["Age"].median())
+    f["WomanChild"] = ((full["Sex"] == "female") | (f["Title"] == "Master")).astype(float)
     # Family id in Chris Deotte's sense: surname, class, ticket (last digit dropped), fare, port.
+    fare = full["Fare"].fillna(full.groupby("Pclass")["Fare"].transform("median"))
     surname = full["Name"].str.split(",").str[0]
     f["FamilyId"] = (surname + "-" + full["Pclass"].astype(str) + "-" + full["Ticket"].str[:-1] + "-"
                      + fare.round(2).astype(str) + "-" + full["Embarked"].fillna("S"))
-    f["WomanChild"] = ((full["Sex"] == "female") | (f["Title"] == "Master")).astype(float)
     n = len(train)
     X, X_test = f.iloc[:n].reset_index(drop=True), f.iloc[n:].reset_index(drop=True)
     return TrainingSet(
         X=X, y=train[spec.target].reset_index(drop=True), ids=train[spec.id_col].reset_index(drop=True),
         X_test=X_test, test_ids=test[spec.id_col].reset_index(drop=True),
-        fold_features=FamilySurvival(), name="titanic-v1",
+        fold_features=FamilySurvival(), test_features="all", name="titanic-v2",
     )
 
 

@@ -87,6 +87,35 @@ def test_fold_features_never_see_validation_rows(tset, tmp_path):
     assert len(_RecordingFeatures.seen) == 8
 
 
+class _TrainMean(BaseEstimator, TransformerMixin):
+    """A target statistic: the mean label of the rows it was fitted on, as a column."""
+
+    def fit(self, X, y=None):
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def transform(self, X):
+        return X.assign(stat=self.mean_)
+
+
+def test_test_rows_can_see_every_training_row(tset, tmp_path):
+    """``test_features="all"``: validation rows keep in-fold statistics, test rows get them from
+    all training rows (fitted once); the default fits them per fold for both."""
+    spec = _spec()
+    folds = ensure_folds(pd.DataFrame({"id": tset.ids, "y": tset.y}), spec, tmp_path)
+    y = tset.y.to_numpy()
+    for mode in ("fold", "all"):
+        data = TrainingSet(X=tset.X, y=tset.y, ids=tset.ids, X_test=tset.X_test, test_ids=tset.test_ids,
+                           fold_features=_TrainMean(), test_features=mode)
+        for r, f, train_idx, valid_idx in folds.splits(tset.ids):
+            X_tr, X_va, X_te = data.fold_frames((folds.hash, r, f), y, train_idx, valid_idx)
+            assert X_va["stat"].iloc[0] == pytest.approx(y[train_idx].mean())
+            expected = y.mean() if mode == "all" else y[train_idx].mean()
+            assert X_te["stat"].to_numpy() == pytest.approx(np.full(len(X_te), expected))
+    with pytest.raises(KagtoolsError, match="test_features"):
+        TrainingSet(X=tset.X, y=tset.y, ids=tset.ids, test_features="everything")
+
+
 @register_model("_test_crashing")
 class _Crashing(LogReg):
     def fit(self, X, y, X_valid=None, y_valid=None):

@@ -36,20 +36,20 @@ def test_titanic_submit_end_to_end(tmp_path, mirror, capsys):
     assert sub["PassengerId"].tolist() == sample["PassengerId"].tolist()
     assert sub["Survived"].dtype == np.int64 and set(sub["Survived"]) <= {0, 1}
     sidecar = json.loads((tmp_path / "submissions" / "titanic" / "submission.json").read_text())
-    assert sidecar["cv"] >= 0.83 and sidecar["cv_scheme"]["n_repeats"] == 3
+    assert sidecar["cv"] >= 0.83 and sidecar["cv_scheme"]["n_repeats"] == 10
     # The selection-aware estimate of the whole procedure (choice included) is no higher than
-    # the naive best CV, and it was made on 15 folds (5 folds x 3 repeats).
+    # the naive best CV, and it was made on 50 folds (5 folds x 10 repeats).
     sel = sidecar["selection"]
-    assert sel["estimate"] <= sel["naive"] and sel["n_folds"] == 15 and sum(sel["chosen"].values()) == 15
+    assert sel["estimate"] <= sel["naive"] and sel["n_folds"] == 50 and sum(sel["chosen"].values()) == 50
     assert "selection-aware CV accuracy" in out and "gap +- se" in out
     # the printed table: every model, CV mean +- std, the split, the chosen run and the file
     for model in ("logreg", "rf", "et", "lgbm", "hgb", "blend"):
         assert model in out
-    assert "StratifiedKFold 5 folds x 3 repeat(s)" in out and "+-" in out and str(sub_path) in out
+    assert "StratifiedKFold 5 folds x 10 repeat(s)" in out and "+-" in out and str(sub_path) in out
     eda = (tmp_path / "reports" / "titanic" / "eda.html").read_text()
     assert "data:image/png;base64" in eda and "adversarial" in eda.lower()
     folds = pd.read_csv(tmp_path / "runs" / "titanic" / "folds.csv")
-    assert len(folds) == 891 * 3
+    assert len(folds) == 891 * 10
     # runs leaderboard from the artifacts alone
     assert main(["runs", "titanic", "--workdir", str(tmp_path)]) == 0
     assert "rf-" in capsys.readouterr().out
@@ -65,7 +65,7 @@ def test_single_model_cv_and_submit_a_chosen_run(tmp_path, capsys):
                  "--workdir", str(tmp_path)]) == 0
     run_dir = next((tmp_path / "runs" / "titanic").glob("lgbm-*"))
     meta = json.loads((run_dir / "run.json").read_text())
-    assert meta["params"] == {"n_estimators": 50} and len(meta["scores"]["folds"]) == 15
+    assert meta["params"] == {"n_estimators": 50} and len(meta["scores"]["folds"]) == 50
     assert main(["submit", "titanic", "--run", run_dir.name, "--workdir", str(tmp_path)]) == 0
     assert (tmp_path / "submissions" / "titanic" / "submission.csv").is_file()
 

@@ -46,7 +46,15 @@ class TrainingSet:
     test_ids: pd.Series | None = None
     fold_features: Any = None  # a transformer fitted within each fold (target-based features)
     name: str = "features"
+    #: Where the test rows' fold features are fitted: ``"fold"``, on each fold's training rows (as
+    #: the validation rows see them); ``"all"``, once on every training row, so a test row sees
+    #: the statistics of all its training neighbours (a family's survival, a user's ratings).
+    test_features: str = "fold"
     _fold_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.test_features not in ("fold", "all"):
+            raise KagtoolsError(f"TrainingSet.test_features must be 'fold' or 'all', not {self.test_features!r}")
 
     def fold_frames(self, key: tuple, y: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray):
         """``(X_train, X_valid, X_test)`` of one fold, fold features fitted on its training rows.
@@ -57,8 +65,22 @@ class TrainingSet:
         if self.fold_features is None:
             return fold_frames(None, self.X, y, self.X_test, train_idx, valid_idx)
         if key not in self._fold_cache:
-            self._fold_cache[key] = fold_frames(self.fold_features, self.X, y, self.X_test, train_idx, valid_idx)
+            if self.test_features == "all":
+                X_tr, X_va, _ = fold_frames(self.fold_features, self.X, y, None, train_idx, valid_idx)
+                self._fold_cache[key] = X_tr, X_va, self._test_frame(key[0], y)
+            else:
+                self._fold_cache[key] = fold_frames(self.fold_features, self.X, y, self.X_test, train_idx,
+                                                    valid_idx)
         return self._fold_cache[key]
+
+    def _test_frame(self, folds_hash: str, y: np.ndarray) -> pd.DataFrame | None:
+        """The test rows' fold features fitted once on every training row."""
+        if self.X_test is None:
+            return None
+        if ("test", folds_hash) not in self._fold_cache:
+            ff = clone(self.fold_features).fit(self.X, y)
+            self._fold_cache["test", folds_hash] = ff.transform(self.X_test)
+        return self._fold_cache["test", folds_hash]
 
 
 def encode_target(spec: CompetitionSpec, y) -> tuple[np.ndarray, list | None]:
