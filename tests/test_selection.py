@@ -81,3 +81,16 @@ def test_selection_estimate_of_one_clearly_best_run_is_its_score():
     est = selection_estimate(runs, "accuracy")
     assert est["chosen"] == {"better": REPEATS * FOLDS}
     assert est["estimate"] == pytest.approx(est["naive"])
+
+
+def test_selection_estimate_scores_either_rule_and_refuses_an_unknown_one():
+    rng = np.random.default_rng(5)
+    runs = [_run(f"m{i}", s) for i, s in enumerate(_noisy_equals(rng, 8))]
+    runs.append(_run("blend-mean", np.mean([r.record.scores["cv"] for r in runs]) + np.zeros(REPEATS * FOLDS),
+                     kind="blend", method="mean"))
+    by_max = selection_estimate(runs, "accuracy", rule="max")
+    by_rule = selection_estimate(runs, "accuracy")
+    assert set(by_max["chosen"]) <= {r.run_id for r in runs} and by_max["naive"] == by_rule["naive"]
+    assert "blend-mean" in by_rule["chosen"]
+    with pytest.raises(Exception, match="unknown choice rule"):
+        selection_estimate(runs, "accuracy", rule="best")

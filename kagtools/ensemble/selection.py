@@ -35,7 +35,7 @@ from kagtools.core.metrics import get_metric
 from kagtools.core.runs import Run
 from kagtools.errors import KagtoolsError
 
-__all__ = ["UNFITTED_BLENDS", "Gap", "fold_scores", "robustness", "gaps", "noise_multiplier", "choose",
+__all__ = ["UNFITTED_BLENDS", "RULES", "Gap", "fold_scores", "robustness", "gaps", "noise_multiplier", "choose",
            "selection_estimate"]
 
 #: Blend methods that fit nothing to the labels: as robust as a candidate gets.
@@ -98,14 +98,21 @@ def choose(runs: Sequence[Run], metric: str) -> Run:
     return runs[_choose(S, [robustness(r) for r in runs], get_metric(metric).sign())]
 
 
-def selection_estimate(runs: Sequence[Run], metric: str) -> dict:
+#: The choice rules :func:`selection_estimate` can score: this module's, and the naive maximum.
+RULES = ("one_se", "max")
+
+
+def selection_estimate(runs: Sequence[Run], metric: str, *, rule: str = "one_se") -> dict:
     """The score of the whole procedure, the choice included, without selection bias.
 
-    For each (repeat, fold), :func:`choose`'s rule is applied to the scores of the *other* folds
-    of that repeat, and the chosen run is scored on the fold left out. Returns the mean and the
-    standard deviation of those fold scores, the naive figure (the best mean fold score, what
-    picking the maximum claims) and how often each run was chosen.
+    For each (repeat, fold), the choice ``rule`` (:func:`choose`'s, or ``"max"``: the best mean)
+    is applied to the scores of the *other* folds of that repeat, and the chosen run is scored
+    on the fold left out. Returns the mean and the standard deviation of those fold scores, the
+    naive figure (the best mean fold score, what picking the maximum claims) and how often each
+    run was chosen.
     """
+    if rule not in RULES:
+        raise KagtoolsError(f"unknown choice rule {rule!r}; known: {', '.join(RULES)}")
     keys, S = fold_scores(runs)
     sign = get_metric(metric).sign()
     rank = [robustness(r) for r in runs]
@@ -114,7 +121,7 @@ def selection_estimate(runs: Sequence[Run], metric: str) -> dict:
         inner = [i for i, (r, _) in enumerate(keys) if r == repeat and i != j]
         if not inner:  # one fold per repeat: nothing to choose on
             continue
-        c = _choose(S[:, inner], rank, sign)
+        c = _choose(S[:, inner], rank, sign) if rule == "one_se" else int(np.argmax(S[:, inner].mean(axis=1) * sign))
         picked.append(runs[c].run_id)
         scores.append(S[c, j])
     if not scores:
