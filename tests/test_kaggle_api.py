@@ -92,6 +92,22 @@ def test_submit_validated_run_list_scores_and_quota(fake, tmp_path, capsys):
         submit_file("titanic", tmp_path / "nope.csv", message="x")
 
 
+def test_submit_file_uploads_a_csv_made_anywhere_once_it_is_valid(fake, tmp_path, mirror, capsys):
+    mine = tmp_path / "mine.csv"
+    mine.write_bytes((mirror / "titanic" / "gender_submission.csv").read_bytes())
+    assert main(["submit", "titanic", "--file", str(mine), "--to-kaggle", "-m", "by hand",
+                 "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{mine}: valid" in out and "submitted mine.csv to Kaggle 'titanic'" in out
+    assert fake.submissions[-1]["description"] == "by hand"
+    assert fake.submissions[-1]["content"] == mine.read_bytes()
+    # An invalid file never leaves the machine.
+    mine.write_text(mine.read_text().replace("PassengerId", "Id"))
+    assert main(["submit", "titanic", "--file", str(mine), "--to-kaggle", "--workdir", str(tmp_path)]) == 2
+    assert "do not match the sample submission" in capsys.readouterr().err
+    assert len(fake.submissions) == 1
+
+
 def test_credentials_from_each_source(fake, kaggle_config, monkeypatch, capsys):
     (kaggle_config / "kaggle.json").unlink()
     with pytest.raises(KagtoolsError, match="no Kaggle credentials found"):

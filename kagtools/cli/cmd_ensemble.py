@@ -28,12 +28,17 @@ def _select(ctx, ids: list[str] | None, top: int | None):
     return runs[:top] if top else runs
 
 
-@command("blend", "blend recorded runs (fitted within folds) into new runs; the best by nested score is marked")
+@command("blend", "blend recorded runs (fitted within folds) into new runs; the best by nested score is marked",
+         example="kagtools blend titanic --top 4 --method hill_climb stack_linear")
 @options(_blend_options)
 def cmd_blend(args) -> None:
     from kagtools.ensemble.blend import auto_blend, blend, plot_blends
+    from kagtools.ensemble.blenders import BLENDERS
     from kagtools.workflow.context import choose_best
 
+    for method in args.method:  # a misspelt method fails before any data is read
+        if method != "auto":
+            BLENDERS.get(method)
     ctx = open_ctx(args)
     runs = _select(ctx, args.runs, args.top)
     if len(runs) < 2:
@@ -60,7 +65,8 @@ def _boost_options(p) -> None:
     p.add_argument("--n-jobs", type=int, default=-1)
 
 
-@command("boost", "fit a second model on a run's OOF residuals within folds (ensemble-level boosting)")
+@command("boost", "fit a second model on a run's OOF residuals within folds (ensemble-level boosting)",
+         example="kagtools boost titanic --base logreg-ea8d8500 --model lgbm")
 @options(_boost_options)
 def cmd_boost(args) -> None:
     from kagtools.ensemble.boost import boost_run

@@ -16,7 +16,8 @@ def _explain_options(p):
     p.add_argument("--top", type=int, default=4, help="partial dependence plots for the top N features")
 
 
-@command("explain", "feature importance, partial dependence and contributions of a run: reports/<slug>/explain.html")
+@command("explain", "feature importance, partial dependence and contributions of a run: reports/<slug>/explain.html",
+         example="kagtools explain titanic --top 6")
 @options(_explain_options)
 def cmd_explain(args) -> None:
     import time

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
+from pathlib import Path
+
 from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, options, print_runs
+from kagtools.core.registry import did_you_mean
+from kagtools.errors import KagtoolsError
 
 __all__ = ["cmd_eda", "cmd_cv", "cmd_runs", "cmd_submit", "cmd_models"]
 
 
-@command("eda", "write reports/<slug>/eda.html and print a summary")
+@command("eda", "write reports/<slug>/eda.html and print a summary", example="kagtools eda titanic")
 @options(add_common)
 def cmd_eda(args) -> None:
     from kagtools.analysis.eda import write_eda
@@ -29,13 +36,16 @@ def _cv_options(p):
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) to run folds on")
 
 
-@command("cv", "cross-validate one model on the shared folds and write its run")
+@command("cv", "cross-validate one model on the shared folds and write its run",
+         example="kagtools cv titanic --model lgbm --params '{\"num_leaves\": 15}'")
 @options(_cv_options)
 def cmd_cv(args) -> None:
     from kagtools.core.parallel import scheduler_context
+    from kagtools.models import get_model_class
     from kagtools.tuning.tuned import tuned_params
     from kagtools.workflow.context import run_model
 
+    get_model_class(args.model)  # a misspelt model fails now, not after the data is read
     ctx = open_ctx(args)
     params = {**tuned_params(ctx.root, args.model), **json_object_arg(args.params)}
     with scheduler_context(args.scheduler):
@@ -50,29 +60,51 @@ def cmd_cv(args) -> None:
     print(f"run: {run.path}")
 
 
-@command("runs", "the leaderboard of runs on the current folds")
+@command("runs", "the leaderboard of runs on the current folds",
+         description="The leaderboard of the runs recorded under runs/<slug>/ on the current folds. It reads only\n"
+                     "the artifacts: the data folder is not needed once folds and runs exist.",
+         example="kagtools runs titanic")
 @options(add_common)
 def cmd_runs(args) -> None:
-    print_runs(open_ctx(args))
+    ctx = open_ctx(args)
+    ctx.from_artifacts = True  # the recorded folds and runs are enough
+    print_runs(ctx)
 
 
 def _submit_options(p):
     add_common(p)
     p.add_argument("--run", help="submit this run (default: train the pipeline's models, blend, choose the best)")
+    p.add_argument("--file", metavar="CSV", help="validate this CSV (made anywhere) against the sample submission "
+                                                 "instead of training; with --to-kaggle, upload it")
     p.add_argument("--profile", help="pipeline profile (e.g. smoke, cpu, gpu)")
     p.add_argument("--no-eda", action="store_true", help="skip the EDA report")
     p.add_argument("--n-jobs", type=int, default=-1)
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) to run folds on")
-    p.add_argument("--to-kaggle", action="store_true", help="upload the validated file to Kaggle")
+    p.add_argument("--to-kaggle", action="store_true",
+                   help="upload the validated file to Kaggle (credentials are checked before any training)")
     p.add_argument("-m", "--message", default="kagtools", help="submission message on Kaggle")
 
 
-@command("submit", "EDA, folds, every pipeline model, blend, choose, write a validated submission")
+@command("submit", "EDA, folds, every pipeline model, blend, choose, write a validated submission",
+         description="Train the pipeline's models on the shared folds, blend them, choose the best and write\n"
+                     "submissions/<slug>/submission.csv, validated against the sample submission. --run submits\n"
+                     "a recorded run; --file validates a CSV of your own. --to-kaggle uploads the file.",
+         example="kagtools submit titanic --profile smoke\n"
+                 "  kagtools submit titanic --file my.csv --to-kaggle -m 'my features'")
 @options(_submit_options)
 def cmd_submit(args) -> None:
     from kagtools.workflow.submit import submit
 
+    if args.file and args.run:
+        raise KagtoolsError("--file and --run both name what to submit; pass one")
     ctx = open_ctx(args)
+    if args.to_kaggle:
+        from kagtools.kaggle.api import check_credentials
+
+        check_credentials()  # before any training: its result would have nowhere to go
+    if args.file:
+        _submit_csv(ctx, args)
+        return
     res = submit(ctx, run_id=args.run, profile=args.profile, eda=not args.no_eda, n_jobs=args.n_jobs,
                  scheduler=args.scheduler)
     print_runs(ctx, res.runs, highlight=res.best.run_id)
@@ -93,13 +125,94 @@ def cmd_submit(args) -> None:
         print(submit_file(ctx.spec.slug, res.path, message=args.message))
 
 
+def _submit_csv(ctx, args) -> None:
+    """``submit --file``: a CSV made anywhere, checked against the sample, then uploaded if asked."""
+    from kagtools.core.submission import validate_submission_file
+
+    sample = ctx.data.sample_submission
+    if sample is None:
+        raise KagtoolsError(f"spec '{ctx.spec.slug}' names no sample_submission file to validate {args.file} against")
+    sub = validate_submission_file(ctx.spec, args.file, sample)
+    print(f"{args.file}: valid ({len(sub)} rows, columns {', '.join(map(str, sub.columns))} as the sample "
+          "submission)")
+    if args.to_kaggle:
+        from kagtools.kaggle.api import submit_file
+
+        print(submit_file(ctx.spec.slug, args.file, message=args.message))
+    else:
+        print(f"upload it: kagtools submit {ctx.spec.slug} --file {args.file} --to-kaggle -m MESSAGE")
+
+
 def _models_options(p):
-    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("pattern", nargs="?", default="*", help="a glob on the names, e.g. 'cf_*' (default: all)")
 
 
-@command("models", "list registered models")
+@command("models", "list registered models: tasks, the pip extra each needs, what it is",
+         description="The registered models: the tasks each supports, the pip extra it needs beyond the core\n"
+                     "install, and one line on what it is. Listing them imports no torch.",
+         example="kagtools models 'cf_*'")
 @options(_models_options)
 def cmd_models(args) -> None:
+    from kagtools.core.extras import MODEL_EXTRAS
+    from kagtools.core.model_registry import LAZY_MODELS, MODELS
+    from kagtools.core.table import format_table
     from kagtools.models import list_models
 
-    print("\n".join(list_models(args.pattern)))
+    rows = []
+    for name in list_models(args.pattern):
+        if name in LAZY_MODELS:  # described from the module's source: importing it would import torch
+            tasks, doc = _class_facts(LAZY_MODELS[name], name)
+        else:
+            cls = MODELS.get(name)
+            tasks, doc = tuple(cls.tasks), cls.__doc__ or ""
+        rows.append({"model": name, "tasks": ", ".join(tasks), "extra": MODEL_EXTRAS.get(name, "core"),
+                     "what it is": _first_sentence(doc)})
+    if not rows:
+        raise KagtoolsError(f"no model matches '{args.pattern}'{did_you_mean(args.pattern, list_models())}")
+    print(format_table(rows, ["model", "tasks", "extra", "what it is"]))
+    print("extra: what `pip install 'kagtools[EXTRA]'` adds (core: the plain install is enough)")
+
+
+def _first_sentence(doc: str, width: int = 90) -> str:
+    """A docstring's first sentence on one line, without reST markup."""
+    text = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split()).replace("``", "")
+    text = re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0].rstrip(".")
+    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
+
+
+def _source(module: str) -> ast.Module:
+    """A kagtools module's syntax tree, read from its file (never imported)."""
+    import kagtools
+
+    base = Path(kagtools.__file__).parent.joinpath(*module.split(".")[1:])
+    path = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+    return ast.parse(path.read_text())
+
+
+def _class_facts(module: str, name: str) -> tuple[tuple[str, ...], str]:
+    """``(tasks, docstring)`` of the class registered as ``name`` in ``module``, from the source:
+    ``tasks`` is followed through base classes in the same module or imported from kagtools."""
+    tree = _source(module)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(
+                isinstance(d, ast.Call) and getattr(d.func, "id", "") == "register_model"
+                and d.args and getattr(d.args[0], "value", None) == name for d in node.decorator_list):
+            return _tasks(module, node.name), ast.get_docstring(node) or ""
+    raise KagtoolsError(f"model '{name}': no class registered under that name in {module}")
+
+
+def _tasks(module: str, cls_name: str) -> tuple[str, ...]:
+    tree = _source(module)
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    imported = {a.asname or a.name: n.module for n in tree.body if isinstance(n, ast.ImportFrom)
+                and n.module and n.module.startswith("kagtools.") for a in n.names}
+    node = classes.get(cls_name)
+    if node is None:
+        return _tasks(imported[cls_name], cls_name) if cls_name in imported else ()
+    for stmt in node.body:
+        if isinstance(stmt, ast.Assign) and any(getattr(t, "id", "") == "tasks" for t in stmt.targets):
+            return tuple(ast.literal_eval(stmt.value))
+    for base in node.bases:
+        if isinstance(base, ast.Name) and (tasks := _tasks(module, base.id)):
+            return tasks
+    return ()

@@ -19,6 +19,7 @@ from kagtools.errors import KagtoolsError
 __all__ = ["cmd_download", "cmd_submissions", "cmd_kernel", "wait_for_kernel"]
 
 LOG_TAIL_LINES = 25
+PLACEHOLDER_OWNER = "your-kaggle-username"  # a dry run's kernel owner when no credentials are set up
 
 
 def _download_options(p: argparse.ArgumentParser) -> None:
@@ -29,7 +30,8 @@ def _download_options(p: argparse.ArgumentParser) -> None:
                    help="also download this dataset (attached data, weights) beside the competition")
 
 
-@command("download", "download and unzip a competition's files (and attached datasets) through the kaggle API")
+@command("download", "download and unzip a competition's files (and attached datasets) through the kaggle API",
+         example="kagtools download titanic --data-dir data/titanic")
 @options(_download_options)
 def cmd_download(args) -> None:
     from kagtools.kaggle.api import download_competition, download_dataset
@@ -43,7 +45,8 @@ def cmd_download(args) -> None:
         print(f"{ref}: {download_dataset(ref, data_dir=target, force=args.force)}")
 
 
-@command("submissions", "your earlier Kaggle submissions with status and public/private scores")
+@command("submissions", "your earlier Kaggle submissions with status and public/private scores",
+         example="kagtools submissions titanic")
 @options(lambda p: p.add_argument("slug", help="competition slug, e.g. titanic"))
 def cmd_submissions(args) -> None:
     from kagtools.kaggle.api import list_submissions
@@ -74,7 +77,12 @@ def _wait_options(p: argparse.ArgumentParser, *, wait_default: bool) -> None:
 
 def _kernel_options(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="action")
-    push = sub.add_parser("push", help="build kernels/<slug>/ and push it (runs on Kaggle)")
+    push = sub.add_parser(
+        "push", help="build kernels/<slug>/ and push it (runs on Kaggle)",
+        description="Build kernels/<slug>/ (kernel.py: the pipeline, a driver and the bundled kagtools, plus\n"
+                    "kernel-metadata.json) and push it to Kaggle, where it runs the pipeline. --dry-run builds\n"
+                    "the folder only and needs no Kaggle credentials.",
+        epilog="example:\n  kagtools kernel push titanic --profile smoke --dry-run")
     _kernel_common(push)
     push.add_argument("--data-dir", help="competition files, to make the folds the kernel reuses")
     push.add_argument("--owner", help="Kaggle username owning the kernel (default: from the credentials)")
@@ -94,22 +102,42 @@ def _kernel_options(p: argparse.ArgumentParser) -> None:
     push.add_argument("--kernel-source", action="append", default=[], metavar="OWNER/KERNEL",
                       help="attach another kernel's output")
     push.add_argument("--dry-run", action="store_true", help="build kernels/<slug>/ and stop")
-    status = sub.add_parser("status", help="the status of the kernel's latest run")
+    status = sub.add_parser(
+        "status", help="the status of the kernel's latest run",
+        description="The status of the pushed kernel's latest run (queued, running, complete, error); with --wait,\n"
+                    "poll until it ends. A failed run ends with the tail of its log.",
+        epilog="example:\n  kagtools kernel status titanic --wait --interval 60")
     _kernel_common(status)
     _wait_options(status, wait_default=False)
-    output = sub.add_parser("output", help="wait, download the kernel's output and import its runs")
+    output = sub.add_parser(
+        "output", help="wait, download the kernel's output and import its runs",
+        description="Wait for the kernel's run to end, download its output into kernels/<slug>/output/ and\n"
+                    "import its runs into runs/<slug>/, where they blend with local runs on the same folds.",
+        epilog="example:\n  kagtools kernel output titanic")
     _kernel_common(output)
     _wait_options(output, wait_default=True)
     output.add_argument("--all-files", action="store_true",
                         help="download every output file (default: run artifacts, folds and submission only)")
-    submit = sub.add_parser("submit", help="submit the kernel's output to a code competition")
+    submit = sub.add_parser(
+        "submit", help="submit the kernel's output to a code competition",
+        description="Submit a pushed kernel's output file to a code competition (Kaggle reruns the kernel on\n"
+                    "the hidden test set).",
+        epilog="example:\n  kagtools kernel submit titanic -m 'lgbm + blend'")
     _kernel_common(submit)
     submit.add_argument("-m", "--message", default="kagtools", help="submission message on Kaggle")
     submit.add_argument("--version", type=int, help="kernel version (default: the last pushed)")
     submit.add_argument("--file-name", default="submission.csv", help="the kernel's output file to submit")
 
 
-@command("kernel", "push the pipeline as a Kaggle kernel, follow it, pull its runs back")
+@command("kernel", "push the pipeline as a Kaggle kernel, follow it, pull its runs back",
+         description="Kaggle kernels: push the competition's pipeline as a script that runs on Kaggle, follow\n"
+                     "it, pull its runs back, submit its output to a code competition.\n\n"
+                     "actions (`kagtools kernel <action> --help` for each):\n"
+                     "  push     build kernels/<slug>/ and push it (--dry-run: build only, no credentials)\n"
+                     "  status   the status of the kernel's latest run (--wait to poll)\n"
+                     "  output   wait, download the output and import its runs\n"
+                     "  submit   submit the kernel's output to a code competition",
+         example="kagtools kernel push titanic --gpu && kagtools kernel output titanic")
 @options(_kernel_options)
 def cmd_kernel(args) -> None:
     {"push": _push, "status": _status, "output": _output, "submit": _submit}[args.action](args)
@@ -130,8 +158,8 @@ def _push(args) -> None:
     if not owner and not args.dry_run:
         owner = get_api().config_values.get("username")
     owner = owner or local_username()
-    if not owner:
-        raise KagtoolsError("no Kaggle username: pass --owner or set up credentials (see `kagtools download`)")
+    placeholder = not owner  # only a dry run gets here: the folder is built to read, not to push
+    owner = owner or PLACEHOLDER_OWNER
     bundle = build_kernel(
         args.slug, workdir=args.workdir, owner=owner, data_dir=args.data_dir, title=args.title,
         profile=args.profile, gpu=args.gpu, t4x2=args.t4x2, internet=args.internet, private=args.private,
@@ -144,6 +172,9 @@ def _push(args) -> None:
           f"{', ' + m['machine_shape'] if m['machine_shape'] else ''}, internet {m['enable_internet']}, "
           f"private {m['is_private']})")
     print(f"folds: {bundle.folds_hash or 'none here; the kernel makes them from the spec'}")
+    if placeholder:
+        print(f"no Kaggle credentials: the kernel id uses the placeholder owner '{owner}' (pass --owner, or set "
+              "up credentials before pushing)")
     if args.dry_run:
         return
     pushed = push_kernel(bundle.folder, slug=args.slug)

@@ -36,7 +36,8 @@ def _setup(args):
     return ctx, movies, model, counts
 
 
-@command("recommend", "top-k movies a user has not rated, by predicted rating")
+@command("recommend", "top-k movies a user has not rated, by predicted rating",
+         example="kagtools recommend movielens --user 1 -k 10")
 @options(lambda p: _rec_options(p, "user"))
 def cmd_recommend(args) -> None:
     from kagtools.workflow.recommend import id_columns, plot_item_embeddings, rated, recommend
@@ -56,7 +57,8 @@ def cmd_recommend(args) -> None:
         print(f"embedding plot: {plot_item_embeddings(ctx, model, movies, counts)}")
 
 
-@command("similar", "movies nearest to one in the learned item embeddings")
+@command("similar", "movies nearest to one in the learned item embeddings",
+         example='kagtools similar movielens --movie "Toy Story (1995)"')
 @options(lambda p: _rec_options(p, "movie"))
 def cmd_similar(args) -> None:
     from kagtools.workflow.recommend import find_movie, plot_item_embeddings, similar_items

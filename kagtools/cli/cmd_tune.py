@@ -53,7 +53,8 @@ def _default_model(ctx) -> str:
     raise KagtoolsError(f"the pipeline of '{ctx.spec.slug}' has no model with a search space; pass --model")
 
 
-@command("tune", "tune a model's hyper-parameters with Optuna on the shared folds (resumable study)")
+@command("tune", "tune a model's hyper-parameters with Optuna on the shared folds (resumable study)",
+         example="kagtools tune titanic --model lgbm --trials 30")
 @options(_tune_options)
 def cmd_tune(args) -> None:
     from kagtools.tuning.storage import redact_url

@@ -8,10 +8,52 @@ import os
 import pkgutil
 import sys
 
-from kagtools.cli.options import COMMANDS
+from kagtools.cli.options import COMMANDS, Parser
 from kagtools.errors import KagtoolsError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "version"]
+
+DESCRIPTION = """\
+kagtools: from a Kaggle competition's files to a validated submission.
+
+  kagtools <verb> <slug> [options]      e.g. kagtools submit titanic
+
+The flow: download -> init (a spec from the files) -> eda -> folds -> cv (one model) ->
+blend -> submit; kernel pushes the same pipeline to Kaggle. `kagtools <verb> --help` shows a
+verb's options and an example."""
+
+EPILOG = """\
+examples:
+  kagtools download titanic                       the competition's files, via the kaggle API
+  kagtools submit titanic --profile smoke         train, blend, choose, write the submission
+  kagtools runs titanic                           the leaderboard of recorded runs
+  kagtools submit titanic --file my.csv --to-kaggle -m "my try"
+                                                  check your own CSV against the sample, upload it
+  kagtools models                                 the registered models"""
+
+
+def version() -> str:
+    """The installed distribution's version, else the package's ``__version__``."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("kagtools")
+    except PackageNotFoundError:
+        import kagtools
+
+        return getattr(kagtools, "__version__", "unknown")
+
+
+class _Version(argparse.Action):
+    """``--version``, with the version looked up only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"kagtools {version()}")
+        parser.exit()
 
 
 def _load_command_modules() -> None:
@@ -24,14 +66,34 @@ def _load_command_modules() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     _load_command_modules()
-    parser = argparse.ArgumentParser(prog="kagtools", description=__doc__)
+    parser = Parser(prog="kagtools", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action=_Version, help="print kagtools' version and exit")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="verb")
     for name in COMMANDS.names():
         cmd = COMMANDS.get(name)
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        example = cmd.example or f"kagtools {name} titanic"
+        p = sub.add_parser(name, help=cmd.help, description=cmd.description or cmd.help,
+                           epilog=f"example:\n  {example}")
         cmd.add_options(p)
         p.set_defaults(func=cmd.fn)
     return parser
+
+
+def _slug_hint(message: str, args) -> str:
+    """``message`` with a "did you mean" after a misspelt competition slug."""
+    slug = getattr(args, "slug", None)
+    if not slug or not message.startswith("no competition spec"):
+        return message
+    from pathlib import Path
+
+    from kagtools.core.environment import default_workdir
+    from kagtools.core.registry import did_you_mean
+    from kagtools.core.spec import list_specs
+
+    workdir = getattr(args, "workdir", None)
+    hint = did_you_mean(slug, list_specs(Path(workdir) if workdir else default_workdir()))
+    quoted = f"'{slug}'"
+    return message.replace(quoted, quoted + hint, 1) if quoted in message else message + hint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except KagtoolsError as exc:
-        print(f"kagtools: error: {exc}", file=sys.stderr)
+        print(f"kagtools: error: {_slug_hint(str(exc), args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kagtools: interrupted", file=sys.stderr)

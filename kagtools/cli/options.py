@@ -13,28 +13,51 @@ from collections.abc import Callable
 from kagtools.core.registry import Registry
 from kagtools.errors import KagtoolsError
 
-__all__ = ["COMMANDS", "Command", "command", "options", "add_common", "open_ctx", "json_object_arg",
+__all__ = ["COMMANDS", "Command", "Parser", "command", "options", "add_common", "open_ctx", "json_object_arg",
            "print_runs", "weights_text"]
 
 
 class Command:
-    """A verb: its function, the options it adds to its parser, and its one-line help."""
+    """A verb: its function, the options it adds to its parser, its one-line help, a longer
+    description (default: the help) and an example command line."""
 
-    def __init__(self, fn: Callable, add_options: Callable[[argparse.ArgumentParser], None], help: str):
+    def __init__(self, fn: Callable, add_options: Callable[[argparse.ArgumentParser], None], help: str, *,
+                 example: str | None = None, description: str | None = None):
         self.fn, self.add_options, self.help = fn, add_options, help
+        self.example, self.description = example, description
 
 
 COMMANDS: Registry[Command] = Registry("command")
 
 
-def command(name: str, help: str):
-    """Decorator: ``@command("cv", "...")`` on ``fn(args)``; an ``@options`` below it adds arguments."""
+def command(name: str, help: str, *, example: str | None = None, description: str | None = None):
+    """Decorator: ``@command("cv", "...", example="kagtools cv titanic --model lgbm")`` on
+    ``fn(args)``; an ``@options`` below it adds arguments. Without ``example`` the help shows
+    ``kagtools <name> titanic``."""
 
     def deco(fn):
-        COMMANDS.add(name, Command(fn, getattr(fn, "options", lambda p: None), help))
+        COMMANDS.add(name, Command(fn, getattr(fn, "options", lambda p: None), help, example=example,
+                                   description=description))
         return fn
 
     return deco
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` with help laid out as written and a "did you mean" for a misspelt choice
+    (a verb, a ``kernel`` action, a ``--submission`` kind)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            from kagtools.core.registry import did_you_mean
+
+            choices = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(action, f"invalid choice: '{value}'{did_you_mean(value, choices)} "
+                                                 f"(choose from {', '.join(choices)})")
 
 
 def options(adder: Callable[[argparse.ArgumentParser], None]):

@@ -17,7 +17,7 @@ from kagtools.core.runs import Run, git_sha
 from kagtools.core.spec import CompetitionSpec
 from kagtools.errors import KagtoolsError
 
-__all__ = ["render_submission", "validate_submission", "write_submission"]
+__all__ = ["render_submission", "validate_submission", "validate_submission_file", "write_submission"]
 
 
 def render_submission(spec: CompetitionSpec, run: Run, sample: pd.DataFrame) -> pd.DataFrame:
@@ -117,6 +117,16 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, *, id_col: str,
             raise KagtoolsError(f"{where}: column '{col}' must be numeric like the sample submission, got {have}")
         if pd.api.types.is_numeric_dtype(have) and not np.isfinite(sub[col].to_numpy(dtype=float)).all():
             raise KagtoolsError(f"{where}: column '{col}' has infinite values")
+
+
+def validate_submission_file(spec: CompetitionSpec, path: str | Path, sample: pd.DataFrame) -> pd.DataFrame:
+    """Read a submission CSV made anywhere (by hand, in a notebook) and validate it against the
+    sample submission exactly as :func:`write_submission` validates kagtools' own; returns it."""
+    from kagtools.core.data import read_csv
+
+    sub = read_csv(path)
+    validate_submission(sub, _declared(sample, spec), id_col=spec.id_col, where=str(path))
+    return sub
 
 
 def write_submission(spec: CompetitionSpec, sub: pd.DataFrame, sample: pd.DataFrame, *, workdir: Path,

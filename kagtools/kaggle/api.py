@@ -25,7 +25,7 @@ from typing import Any
 from kagtools.core.environment import candidate_data_dirs
 from kagtools.errors import KagtoolsError
 
-__all__ = ["get_api", "explain_http_error", "download_competition", "download_dataset", "submit_file", "submit_code",
+__all__ = ["get_api", "check_credentials", "explain_http_error", "download_competition", "download_dataset", "submit_file", "submit_code",
            "list_submissions", "push_kernel", "kernel_status", "kernel_output", "local_username",
            "TERMINAL_KERNEL_STATES"]
 
@@ -99,6 +99,13 @@ def get_api():
     except Exception as exc:  # bad config files, or the token check could not reach Kaggle
         raise explain_http_error(exc, "", "Kaggle authentication") from None
     return api
+
+
+def check_credentials() -> str:
+    """The Kaggle username, or one clear error when no credentials work: called before long work
+    (training) whose result is then uploaded, so a missing token fails in seconds, not hours."""
+    api = get_api()
+    return api.config_values.get("username") or local_username() or "(token)"
 
 
 def _mentions_quota(text: str) -> bool:

@@ -33,6 +33,9 @@ class Context:
     spec: CompetitionSpec
     data_dir: str | os.PathLike | None
     workdir: Path
+    #: For commands that only read artifacts (``runs``, ``blend``): without a data folder, the
+    #: folds are those recorded in ``runs/<slug>/`` for the spec's scheme.
+    from_artifacts: bool = False
 
     @cached_property
     def data(self) -> CompetitionData:
@@ -52,7 +55,14 @@ class Context:
 
     @cached_property
     def folds(self) -> Folds:
-        return ensure_folds(self.data.train, self.spec, self.root)
+        try:
+            train = self.data.train
+        except KagtoolsError:
+            recorded = _recorded_folds(self.root, self.spec) if self.from_artifacts else None
+            if recorded is None:
+                raise
+            return recorded
+        return ensure_folds(train, self.spec, self.root)
 
     @property
     def pipeline(self):
@@ -69,6 +79,22 @@ class Context:
         """Lines the pipeline module adds to the EDA report (``eda_notes(data, spec)``)."""
         fn = getattr(self.pipeline, "eda_notes", None)
         return list(fn(self.data, self.spec)) if fn else []
+
+
+def _recorded_folds(root: Path, spec: CompetitionSpec) -> Folds | None:
+    """The folds last written to ``root`` (folds.csv, the hash folds.json records) if they were
+    made with the spec's CV scheme; read without the data, so their data fingerprint is trusted."""
+    import pandas as pd
+
+    from kagtools.core.io import read_json
+
+    path, meta_path = root / "folds.csv", root / "folds.json"
+    if not (path.is_file() and meta_path.is_file()):
+        return None
+    meta = read_json(meta_path)
+    if meta.get("scheme") != spec.cv.as_dict():
+        return None
+    return Folds(table=pd.read_csv(path), scheme=meta["scheme"], hash=meta["hash"], fingerprint=meta.get("data"))
 
 
 def open_context(slug: str, *, data_dir: str | os.PathLike | None = None,
