@@ -15,16 +15,16 @@ ARGS ?=
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make setup            build .venv with everything (torch, timm, transformers included)"
+	@echo "make setup            build .venv with every extra (torch, timm, transformers, dask) and the dev tools"
 	@echo "make test             run the whole test suite (unit + end to end on the data mirror)"
 	@echo "make titanic-submit   EDA, folds, models, blend and a validated submission"
 	@echo "make <slug>-eda | <slug>-submit | <slug>-tune | <slug>-kernel"
 
 # torch/torchvision: the pair that installs on these machines (CUDA build, runs on CPU too).
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[all,dev]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -78,6 +78,8 @@ def _submit_options(p):
                                                  "instead of training; with --to-kaggle, upload it")
     p.add_argument("--profile", help="pipeline profile (e.g. smoke, cpu, gpu)")
     p.add_argument("--no-eda", action="store_true", help="skip the EDA report")
+    p.add_argument("--force", action="store_true",
+                   help="retrain every model (default: reuse runs whose data, spec, features, code and params are unchanged)")
     p.add_argument("--n-jobs", type=int, default=-1)
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) to run folds on")
     p.add_argument("--to-kaggle", action="store_true",
@@ -106,7 +108,7 @@ def cmd_submit(args) -> None:
         _submit_csv(ctx, args)
         return
     res = submit(ctx, run_id=args.run, profile=args.profile, eda=not args.no_eda, n_jobs=args.n_jobs,
-                 scheduler=args.scheduler)
+                 scheduler=args.scheduler, reuse=not args.force)
     print_runs(ctx, res.runs, highlight=res.best.run_id)
     if res.path is None:
         print(f"\nno test set in {ctx.data.data_dir}: CV runs only (best {res.best.run_id}); no submission written")

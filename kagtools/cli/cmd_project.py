@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +29,58 @@ def _init_options(p) -> None:
     p.add_argument("--test", help="the test CSV's name (default: test.csv)")
     p.add_argument("--sample", help="the sample submission's name (default: the CSV of id plus targets)")
     p.add_argument("--force", action="store_true", help="overwrite an existing competitions/<slug>.toml")
+    p.add_argument("--pipeline", action="store_true",
+                   help="also write pipelines/<slug>.py, a pipeline module to edit (features and MODELS)")
+
+
+_PIPELINE_TEMPLATE = '''"""{slug}: features and models (written by `kagtools new {slug} --pipeline`; edit freely).
+
+`kagtools submit {slug}` calls ``features`` once, trains every entry of ``MODELS`` on the shared
+folds, blends them and submits the run the CV chooses. See docs/any-competition.md.
+"""
+
+from __future__ import annotations
+
+from kagtools.core.data import CompetitionData
+from kagtools.core.engine import TrainingSet
+from kagtools.core.spec import CompetitionSpec
+from kagtools.workflow.pipeline import DEFAULT_MODELS, default_features
+
+# {{run name: (registered model, params)}}: `kagtools models` lists the models.
+MODELS = dict(DEFAULT_MODELS)
+
+
+def features(data: CompetitionData, spec: CompetitionSpec) -> TrainingSet:
+    """Model-ready features for train and test. Start from the automatic ones and add yours;
+    anything computed from the target belongs in ``TrainingSet.fold_features`` (fitted in-fold)."""
+    ts = default_features(data, spec)
+    # Example: a feature of your own, computed on train and test alike.
+    # ts.X["n_missing"] = data.train[ts.X.columns].isna().sum(axis=1).to_numpy()
+    # ts.X_test["n_missing"] = data.test[ts.X_test.columns].isna().sum(axis=1).to_numpy()
+    ts.name = "{slug}-v1"  # change it when the features change: runs record it
+    return ts
+'''
+
+
+def _write_pipeline(workdir: Path, slug: str, force: bool) -> tuple[Path, str]:
+    """``pipelines/<module>.py`` from the template; returns its path and the module name."""
+    from kagtools.core.io import atomic_path
+
+    module = "".join(c if c.isalnum() else "_" for c in slug).lower()
+    if module[:1].isdigit():
+        module = "c_" + module
+    path = workdir / "pipelines" / f"{module}.py"
+    if path.exists() and not force:
+        raise KagtoolsError(f"{path} exists; pass --force to overwrite it")
+    with atomic_path(path) as tmp:
+        tmp.write_text(_PIPELINE_TEMPLATE.format(slug=slug))
+    return path, f"pipelines.{module}"
+
+
+def _recorded(data_dir: Path, workdir: Path) -> str:
+    """The data folder as the spec records it: relative when it is inside the project folder."""
+    data_dir, project = Path(os.path.abspath(data_dir)), Path(os.path.abspath(workdir))  # links kept
+    return str(data_dir.relative_to(project)) if data_dir.is_relative_to(project) else str(data_dir)
 
 
 @command("init", "infer competitions/<slug>.toml from train, test and sample submission")
@@ -56,10 +109,17 @@ def cmd_init(args) -> None:
         if getattr(args, key):
             inf.spec["cv"][key] = getattr(args, key)
             inf.reasons.append(f"cv: {key} {getattr(args, key)} (given)")
+    inf.spec["data_dir"] = _recorded(data_dir, workdir)
     print(f"{args.slug}: inferred from {data_dir}")
     print("\n".join(f"  {r}" for r in inf.reasons))
+    if args.pipeline:
+        pipeline_path, inf.spec["pipeline"] = _write_pipeline(workdir, args.slug, args.force)
+        print(f"pipeline: {pipeline_path} (features and MODELS; edit it)")
     write_inferred_spec(inf, path)
-    print(f"spec: {path}\nnext: kagtools submit {args.slug}" + (f" --data-dir {args.data_dir}" if args.data_dir else ""))
+    print(f"spec: {path}\nnext: kagtools submit {args.slug}")
+
+
+command("new", "start a competition of your own: init, and with --pipeline a pipeline module to edit")(cmd_init)
 
 
 def _read(data_dir: Path, spec: dict):

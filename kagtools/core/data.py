@@ -50,13 +50,30 @@ class CompetitionData:
     data_dir: Path
 
 
+def files_hash(data_dir: Path, names) -> str:
+    """A hash of the content of the named files of ``data_dir`` (those that exist), so that any
+    changed value in train.csv or test.csv tells a reused run from a stale one. Files that the
+    tables only point to (images) are not read."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(set(names)):
+        path = Path(data_dir) / name
+        if path.is_file():
+            h.update(name.encode() + b"\0")
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
 def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None = None) -> CompetitionData:
     """Read train, test and sample submission as the spec names them, and check they agree.
 
     Checks: the id and target columns exist, targets have no NaN, ids are unique, and the
     sample submission has the same ids as test.csv.
     """
-    root = resolve_data_dir(spec.slug, data_dir)
+    root = resolve_data_dir(spec.slug, data_dir, recorded=spec.data_path)
     train_path = root / spec.files.get("train", "train.csv")
     train = read_csv(train_path)
     if spec.options.get("train_ids") == "row_number" and spec.id_col not in train.columns:

@@ -312,7 +312,7 @@ def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, 
 def cross_validate(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model_name: str,
                    params: dict[str, Any] | None = None, *, root: Path, seed: int | None = None,
                    n_jobs: int = 1, save_models: bool = True, run_id: str | None = None,
-                   kind: str = "cv", details: dict[str, Any] | None = None) -> Run:
+                   kind: str = "cv", details: dict[str, Any] | None = None, inputs: str | None = None) -> Run:
     """Fit ``model_name`` on every fold, write the run (OOF + test + run.json) and return it."""
     params = dict(params or {})
     seed = spec.cv.seed if seed is None else seed
@@ -323,6 +323,7 @@ def cross_validate(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model
         slug=spec.slug, kind=kind, model=model_name, params=params, seed=seed, task=spec.task,
         classes=res.classes, pred_cols=res.pred_cols, features=data.name,
         n_features=int(data.X.shape[1]) if hasattr(data.X, "shape") else None,
+        columns=[str(c) for c in getattr(data.X, "columns", [])], inputs=inputs,
         folds_hash=folds.hash, cv_scheme=folds.scheme,
         scores=score_oof(spec, res.oof, res.y_enc, data.ids, res.pred_cols),
         fold_seconds=res.fold_seconds, wall_seconds=res.wall_seconds, details=dict(details or {}),

@@ -22,6 +22,7 @@ __all__ = [
     "T4X2_MACHINE_SHAPE",
     "in_kaggle_kernel",
     "project_root",
+    "shipped_dir",
     "resolve_data_dir",
     "candidate_data_dirs",
     "default_workdir",
@@ -45,6 +46,13 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def shipped_dir(kind: str) -> Path:
+    """The shipped ``competitions`` or ``pipelines`` folder: inside the installed package (a
+    wheel puts them in ``kagtools/shipped/``), else beside it (the checkout, a kernel bundle)."""
+    inside = Path(__file__).resolve().parents[1] / "shipped" / kind
+    return inside if inside.is_dir() else project_root() / kind
+
+
 def default_workdir() -> Path:
     """Where ``runs/``, ``reports/`` and ``submissions/`` go: /kaggle/working in a kernel."""
     if in_kaggle_kernel():
@@ -52,12 +60,14 @@ def default_workdir() -> Path:
     return Path.cwd()
 
 
-def candidate_data_dirs(slug: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+def candidate_data_dirs(slug: str, data_dir: str | os.PathLike | None = None, *,
+                        recorded: Path | None = None) -> list[Path]:
     """The data directories tried, in order (DESIGN.md's order); the last is where
-    ``kagtools download`` puts files."""
+    ``kagtools download`` puts files. ``recorded`` is the folder the spec names (``kagtools
+    init`` records it); it comes first, but a kernel, which cannot see it, goes on to its input."""
     if data_dir is not None:
         return [Path(data_dir)]
-    dirs = []
+    dirs = [recorded] if recorded is not None else []
     env = os.environ.get("KAGTOOLS_DATA_DIR")
     if env:
         dirs.append(Path(env) / slug)
@@ -67,13 +77,15 @@ def candidate_data_dirs(slug: str, data_dir: str | os.PathLike | None = None) ->
     return dirs
 
 
-def resolve_data_dir(slug: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """Find the competition's data: ``--data-dir``, ``$KAGTOOLS_DATA_DIR/<slug>``,
-    ``/kaggle/input/<slug>``, ``./data/<slug>``; the first that exists wins."""
-    dirs = candidate_data_dirs(slug, data_dir)
+def resolve_data_dir(slug: str, data_dir: str | os.PathLike | None = None, *,
+                     recorded: Path | None = None) -> Path:
+    """Find the competition's data: ``--data-dir``, the spec's ``data_dir``,
+    ``$KAGTOOLS_DATA_DIR/<slug>``, ``/kaggle/input/<slug>``, ``./data/<slug>``; the first that
+    exists wins."""
+    dirs = candidate_data_dirs(slug, data_dir, recorded=recorded)
     for d in dirs:
         if d.is_dir():
-            return d.resolve()
+            return d.absolute()  # symlinks kept: a spec records the folder as the user names it
     tried = ", ".join(str(d) for d in dirs)
     raise KagtoolsError(
         f"no data for '{slug}' (looked in {tried}); run `kagtools download {slug}` "

@@ -51,7 +51,11 @@ def register_model(name: str):
 
 
 def get_model_class(name: str) -> type:
-    return MODELS.get(name)
+    """The class registered as ``name``; one line naming the pip extra when its module cannot load."""
+    from kagtools.core.extras import MODEL_EXTRAS, needs_extra
+
+    with needs_extra(f"model '{name}'", MODEL_EXTRAS.get(name)):
+        return MODELS.get(name)
 
 
 def list_models(pattern: str = "*", *, include_lazy: bool = True) -> list[str]:

@@ -36,6 +36,7 @@ __all__ = [
     "RUN_KINDS",
     "pred_columns",
     "provenance",
+    "inputs_hash",
     "write_run",
     "load_run",
     "read_record",
@@ -86,6 +87,8 @@ class RunRecord:
     classes: list | None = None
     features: str | None = None
     n_features: int | None = None
+    columns: list[str] = field(default_factory=list)  # the training set's columns (before fold features)
+    inputs: str | None = None  # hash of everything the predictions depend on (workflow.context.run_model)
     method: str | None = None
     runs: list[str] = field(default_factory=list)
     weights: dict[str, float] | None = None
@@ -178,6 +181,11 @@ def make_run_id(model: str, params: dict[str, Any], seed: int, folds_hash: str, 
     """A readable, deterministic id: the same model, params, seed and folds give the same id."""
     blob = json.dumps({"p": params, "s": seed, "f": folds_hash, "x": extra}, sort_keys=True, default=str)
     return f"{model.replace(':', '-')}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+
+
+def inputs_hash(inputs: dict[str, Any]) -> str:
+    """The hash a run records of everything its predictions depend on (``RunRecord.inputs``)."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def write_run(root: Path, record: RunRecord, *, oof: pd.DataFrame, test: pd.DataFrame | None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kagtools.core.environment import project_root
+from kagtools.core.environment import shipped_dir
 from kagtools.core.task import TASKS, Task
 from kagtools.errors import KagtoolsError
 
@@ -58,6 +58,7 @@ class CompetitionSpec:
     pipeline: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    data_dir: str | None = None  # where `kagtools init` read the files; relative: to the project folder
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task.parse(self.task, where=f"spec '{self.slug}': task"))
@@ -71,6 +72,19 @@ class CompetitionSpec:
     def is_classification(self) -> bool:
         return self.task.is_classification
 
+    @property
+    def project(self) -> Path | None:
+        """The project folder whose ``competitions/`` holds this spec."""
+        return self.path.resolve().parent.parent if self.path is not None else None
+
+    @property
+    def data_path(self) -> Path | None:
+        """The recorded data folder, resolved against the project folder when relative."""
+        if not self.data_dir:
+            return None
+        p = Path(self.data_dir).expanduser()
+        return p if p.is_absolute() or self.project is None else self.project / p
+
     def file(self, key: str) -> str:
         if key not in self.files:
             raise KagtoolsError(f"competition spec '{self.slug}' names no '{key}' file under [files]")
@@ -78,7 +92,8 @@ class CompetitionSpec:
 
 
 def _spec_dirs(workdir: Path | None = None) -> list[Path]:
-    dirs = [(workdir or Path.cwd()) / "competitions", project_root() / "competitions"]
+    """The project folder's ``competitions/`` (the working directory), then the shipped specs."""
+    dirs = [(workdir or Path.cwd()) / "competitions", shipped_dir("competitions")]
     unique: list[Path] = []
     for d in dirs:
         if d.resolve() not in [u.resolve() for u in unique]:
@@ -143,6 +158,7 @@ def parse_spec(data: dict[str, Any], *, source: str = "<dict>", path: Path | Non
         pipeline=data.get("pipeline"),
         options=dict(data.get("options", {})),
         path=path,
+        data_dir=data.get("data_dir"),
     )
 
 

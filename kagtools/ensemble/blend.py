@@ -21,7 +21,15 @@ import pandas as pd
 from kagtools.core.engine import TrainingSet, encode_target, score_oof
 from kagtools.core.folds import time_ordered
 from kagtools.core.metrics import get_metric
-from kagtools.core.runs import Run, RunRecord, make_run_id, provenance, write_run
+from kagtools.core.runs import (
+    Run,
+    RunRecord,
+    inputs_hash,
+    load_run,
+    make_run_id,
+    provenance,
+    write_run,
+)
 from kagtools.core.spec import CompetitionSpec
 from kagtools.ensemble.blenders import BLENDERS, make_blender
 from kagtools.ensemble.nested import Level1, load_level1, nested_blend
@@ -66,7 +74,7 @@ def _scores(spec: CompetitionSpec, level1: Level1, preds: np.ndarray, thresholds
 
 def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, *, root: Path,
           method: str = "hill_climb", features: TrainingSet | None = None, seed: int = 0,
-          level1: Level1 | None = None, threshold: bool | None = None) -> Run:
+          level1: Level1 | None = None, threshold: bool | None = None, reuse: bool = False) -> Run:
     """Blend ``runs`` (same folds) with ``method``, fitted within folds, and write the blend as a run.
 
     ``features`` (the training set) is used only by ``stack_lgbm_features``; ``level1`` is the
@@ -74,9 +82,19 @@ def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, 
     ``threshold``, for label metrics of binary tasks: ``True`` tunes the decision threshold
     within folds, ``False`` keeps 0.5, ``None`` (default) tunes it and keeps it only where the
     nested score says it helps. The kept threshold is stored in run.json and used by submissions.
+    With ``reuse``, a recorded blend of members made from the same inputs is returned as it is.
     """
     runs = sorted(runs, key=lambda r: r.run_id)  # the same runs give the same blend, in any order
     check_compatible(runs)
+    run_id = make_run_id(f"blend-{method}", {"runs": sorted(r.run_id for r in runs)}, seed, runs[0].record.folds_hash)
+    members = [r.record.inputs for r in runs]
+    inputs = None if None in members else inputs_hash(
+        {"method": method, "members": members, "threshold": threshold, "seed": seed,
+         "features": features.name if features is not None else None})
+    if reuse and inputs and (root / run_id / "run.json").is_file():
+        old = load_run(root, run_id)
+        if old.record.inputs == inputs:
+            return old
     start = time.perf_counter()
     level1 = level1 or load_level1(runs)
     if level1.run_ids != [r.run_id for r in runs]:
@@ -122,7 +140,7 @@ def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, 
     first = runs[0].record
     details = {"features_share": res.features_share} if method == "stack_lgbm_features" else {}
     record = RunRecord(
-        run_id=make_run_id(f"blend-{method}", {"runs": sorted(run_ids)}, seed, first.folds_hash),
+        run_id=run_id, inputs=inputs,
         slug=spec.slug, kind="blend", model=f"blend:{method}", method=method,
         params=blender.get_params() if method != "stack_lgbm_features" else {"features": True},
         runs=run_ids, weights={r: round(float(w), 6) for r, w in zip(run_ids, res.weights, strict=True)},
@@ -136,7 +154,7 @@ def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, 
 
 def auto_blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, *, root: Path,
                reports: Path | None = None, features: TrainingSet | None = None,
-               methods: tuple[str, ...] | None = None) -> list[Run]:
+               methods: tuple[str, ...] | None = None, reuse: bool = False) -> list[Run]:
     """The blends ``kagtools submit`` tries over its freshly trained runs, one run per method.
 
     A method that cannot apply (e.g. ``geo_mean`` of negative regression values) is skipped
@@ -153,7 +171,8 @@ def auto_blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Ser
     blends = []
     for method in methods:
         try:
-            blends.append(blend(spec, runs, y, ids, root=root, method=method, features=features, level1=level1))
+            blends.append(blend(spec, runs, y, ids, root=root, method=method, features=features, level1=level1,
+                                reuse=reuse))
         except KagtoolsError as exc:
             print(f"  blend {method} skipped: {exc}", flush=True)
     if reports is not None and blends:

@@ -17,6 +17,7 @@ import importlib.util
 import io
 import json
 import shutil
+import sys
 import textwrap
 import time
 import zipfile
@@ -71,14 +72,14 @@ def _copy_folds(src: Path, dst: Path) -> None:
 def _module_file(name: str) -> tuple[Path, str] | None:
     """``(file, archive name)`` of a kagtools/pipelines module, found without importing it."""
     parts = name.split(".")
-    top = importlib.util.find_spec(parts[0])
-    if top is None or not top.submodule_search_locations:
-        return None
-    base = Path(list(top.submodule_search_locations)[0]).joinpath(*parts[1:])
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py", "/".join([*parts, "__init__.py"])
-    if len(parts) > 1 and base.with_suffix(".py").is_file():
-        return base.with_suffix(".py"), "/".join(parts) + ".py"
+    top = sys.modules.get(parts[0]) or importlib.util.find_spec(parts[0])
+    # A package's folders: `pipelines` may span the project's and the shipped ones (first wins).
+    for location in getattr(top, "__path__", None) or getattr(top, "submodule_search_locations", None) or []:
+        base = Path(location).joinpath(*parts[1:])
+        if (base / "__init__.py").is_file():
+            return base / "__init__.py", "/".join([*parts, "__init__.py"])
+        if len(parts) > 1 and base.with_suffix(".py").is_file():
+            return base.with_suffix(".py"), "/".join(parts) + ".py"
     return None
 
 

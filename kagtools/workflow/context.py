@@ -22,7 +22,7 @@ from kagtools.core.submission import render_submission, write_submission
 from kagtools.errors import KagtoolsError
 from kagtools.workflow.pipeline import build_training_set, load_pipeline, pipeline_models
 
-__all__ = ["Context", "open_context", "run_model", "run_pipeline_models", "choose_best", "make_submission",
+__all__ = ["Context", "open_context", "run_inputs", "run_model", "run_pipeline_models", "choose_best", "make_submission",
            "leaderboard"]
 
 
@@ -103,14 +103,50 @@ def open_context(slug: str, *, data_dir: str | os.PathLike | None = None,
     return Context(spec=load_spec(slug, workdir), data_dir=data_dir, workdir=workdir)
 
 
+def run_inputs(ctx: Context, model: str, params: dict[str, Any], seed: int) -> str:
+    """A hash of everything a run's predictions depend on: the data files' content, the spec,
+    the features' version, the folds, the code (version and git commit), the model, its
+    parameters and seed. A recorded run with the same hash is the run this one would make."""
+    import hashlib
+
+    import kagtools
+    from kagtools.core.data import files_hash
+    from kagtools.core.runs import git_sha, inputs_hash
+
+    spec = ctx.spec
+    names = spec.files.values() or ("train.csv", "test.csv", "sample_submission.csv")
+    key = {"data": files_hash(ctx.data.data_dir, names),
+           "spec": hashlib.sha256(spec.path.read_bytes()).hexdigest() if spec.path else None,
+           "features": ctx.training_set.name, "folds": ctx.folds.hash, "kagtools": kagtools.__version__,
+           "git": git_sha(), "model": model, "params": params, "seed": seed}
+    return inputs_hash(key)
+
+
 def run_model(ctx: Context, model: str, params: dict[str, Any] | None = None, *, n_jobs: int = 1,
-              seed: int | None = None, run_id: str | None = None, **kwargs) -> Run:
-    """Cross-validate one model on the shared folds and write its run."""
+              seed: int | None = None, run_id: str | None = None, reuse: bool = False, **kwargs) -> Run:
+    """Cross-validate one model on the shared folds and write its run.
+
+    With ``reuse``, a recorded run made from the same inputs (:func:`run_inputs`) is returned
+    instead of retraining: same data, spec, features, folds, code, model, parameters and seed.
+    """
+    params = dict(params or {})
+    seed = ctx.spec.cv.seed if seed is None else seed
+    inputs = run_inputs(ctx, model, params, seed)
+    if reuse:
+        from kagtools.core.runs import make_run_id
+
+        rid = run_id or make_run_id(model, params, seed, ctx.folds.hash, ctx.training_set.name)
+        if (ctx.root / rid / "run.json").is_file():
+            run = ctx.run(rid)
+            if run.record.inputs == inputs:
+                print(f"    reused {rid} (inputs unchanged; --force retrains)", flush=True)
+                return run
     return cross_validate(ctx.spec, ctx.training_set, ctx.folds, model, params, root=ctx.root,
-                          n_jobs=n_jobs, seed=seed, run_id=run_id, **kwargs)
+                          n_jobs=n_jobs, seed=seed, run_id=run_id, inputs=inputs, **kwargs)
 
 
-def run_pipeline_models(ctx: Context, *, profile: str | None = None, n_jobs: int = 1) -> list[Run]:
+def run_pipeline_models(ctx: Context, *, profile: str | None = None, n_jobs: int = 1,
+                        reuse: bool = False) -> list[Run]:
     """Cross-validate every model of the pipeline (tuned parameters where ``tune`` left some)."""
     from kagtools.tuning.tuned import tuned_params
 
@@ -118,7 +154,7 @@ def run_pipeline_models(ctx: Context, *, profile: str | None = None, n_jobs: int
     for name, (model, params) in pipeline_models(ctx.spec, profile).items():
         tuned = tuned_params(ctx.root, model)
         print(f"  cv {name} ({model}{', tuned params' if tuned else ''})", flush=True)
-        runs.append(run_model(ctx, model, {**params, **tuned}, n_jobs=n_jobs))
+        runs.append(run_model(ctx, model, {**params, **tuned}, n_jobs=n_jobs, reuse=reuse))
     return runs
 
 

@@ -17,6 +17,10 @@ fall-back to the defaults.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
+import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +28,8 @@ import pandas as pd
 
 from kagtools.core.data import CompetitionData
 from kagtools.core.engine import TrainingSet
+from kagtools.core.environment import shipped_dir
+from kagtools.core.extras import needs_extra
 from kagtools.core.model_registry import MODELS as MODEL_REGISTRY
 from kagtools.core.registry import did_you_mean
 from kagtools.core.spec import CompetitionSpec
@@ -32,7 +38,7 @@ from kagtools.errors import KagtoolsError
 #: The names a pipeline module may define (everything else public is its own business).
 CONTRACT = ("features", "MODELS", "PROFILES", "default_profile", "eda_notes")
 
-__all__ = ["CONTRACT", "check_pipeline", "load_pipeline", "build_training_set", "pipeline_models", "default_features", "default_models", "DEFAULT_MODELS"]
+__all__ = ["CONTRACT", "check_pipeline", "load_pipeline", "pipeline_dirs", "build_training_set", "pipeline_models", "default_features", "default_models", "DEFAULT_MODELS"]
 
 # What a competition without a pipeline module trains (on :class:`AutoFeatures`), then blends:
 # a linear model, a forest and a booster make different errors, so their mean usually beats each.
@@ -51,15 +57,59 @@ def default_models(spec: CompetitionSpec) -> dict[str, tuple[str, dict[str, Any]
     return dict(DEFAULT_MODELS)
 
 
+def pipeline_dirs(spec: CompetitionSpec) -> list[Path]:
+    """Where ``pipelines.<name>`` is looked for: the ``pipelines/`` of the spec's project folder,
+    of the working directory, then the shipped ones; the first that has the file wins."""
+    dirs = [d / "pipelines" for d in (spec.project, Path.cwd()) if d is not None] + [shipped_dir("pipelines")]
+    return list(dict.fromkeys(d.resolve() for d in dirs if d.is_dir()))
+
+
+def _import_pipeline(spec: CompetitionSpec) -> ModuleType:
+    """Import the spec's ``pipelines.<name>`` from its file, so that no installed package called
+    ``pipelines`` can shadow the project's; any other dotted name is imported as it is."""
+    package, _, leaf = spec.pipeline.rpartition(".")
+    if package != "pipelines":
+        return importlib.import_module(spec.pipeline)
+    dirs = pipeline_dirs(spec)
+    file = next((d / f"{leaf}.py" for d in dirs if (d / f"{leaf}.py").is_file()), None)
+    if file is None:
+        raise KagtoolsError(f"spec '{spec.slug}': pipeline module '{spec.pipeline}' not found (looked for "
+                            f"{leaf}.py in {', '.join(map(str, dirs)) or 'no pipelines/ folder'})")
+    loaded = sys.modules.get(spec.pipeline)
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == file:
+        return loaded
+    # `pipelines` as a package over these folders, so a pipeline can import its siblings.
+    parent = sys.modules.get("pipelines")
+    if parent is None:
+        parent = sys.modules["pipelines"] = ModuleType("pipelines")
+        parent.__spec__ = importlib.machinery.ModuleSpec("pipelines", None, is_package=True)
+        parent.__path__ = []
+    parent.__path__ = list(dict.fromkeys([*map(str, dirs), *parent.__path__]))
+    if parent.__spec__ is not None and parent.__spec__.submodule_search_locations is not None:
+        parent.__spec__.submodule_search_locations[:] = parent.__path__
+    module_spec = importlib.util.spec_from_file_location(spec.pipeline, file)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[spec.pipeline] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[spec.pipeline]
+        raise
+    setattr(parent, leaf, module)
+    return module
+
+
 def load_pipeline(spec: CompetitionSpec) -> ModuleType | None:
+    """The spec's pipeline module, checked against the contract (None when it names none)."""
     if not spec.pipeline:
         return None
-    try:
-        module = importlib.import_module(spec.pipeline)
-    except ModuleNotFoundError as exc:
-        if exc.name and spec.pipeline.startswith(exc.name):
-            raise KagtoolsError(f"spec '{spec.slug}': pipeline module '{spec.pipeline}' not found") from None
-        raise
+    with needs_extra(f"pipeline '{spec.pipeline}'"):
+        try:
+            module = _import_pipeline(spec)
+        except ModuleNotFoundError as exc:
+            if exc.name and spec.pipeline.startswith(exc.name):
+                raise KagtoolsError(f"spec '{spec.slug}': pipeline module '{spec.pipeline}' not found") from None
+            raise
     check_pipeline(module)
     return module
 

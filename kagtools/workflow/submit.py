@@ -31,7 +31,7 @@ class SubmitResult:
 
 
 def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = None, eda: bool = True,
-           n_jobs: int = -1, scheduler: str | None = None) -> SubmitResult:
+           n_jobs: int = -1, scheduler: str | None = None, reuse: bool = True) -> SubmitResult:
     """Train, blend, choose and write a validated submission (or submit the run ``run_id``).
 
     Parameters
@@ -44,6 +44,8 @@ def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = Non
         The pipeline profile (``smoke``, ``cpu``, ``gpu``...).
     eda
         Write the EDA report first.
+    reuse
+        Reuse recorded runs whose inputs are unchanged (``kagtools submit --force`` retrains).
     n_jobs, scheduler
         Parallel fold fits; a Dask scheduler address to run them on.
     """
@@ -62,11 +64,11 @@ def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = Non
             print("\n".join(res.summary) + f"\nEDA report: {path}")
         print(f"folds: {ctx.root / 'folds.csv'} (hash {ctx.folds.hash})", flush=True)
         with scheduler_context(scheduler):
-            runs = run_pipeline_models(ctx, profile=profile, n_jobs=n_jobs)
+            runs = run_pipeline_models(ctx, profile=profile, n_jobs=n_jobs, reuse=reuse)
         if len(runs) > 1:
             tset = ctx.training_set
             runs.extend(auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports,
-                                   features=tset))
+                                   features=tset, reuse=reuse))
         best = choose_best(ctx, runs)
     selection = None
     if len(runs) > 1:
