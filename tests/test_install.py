@@ -64,6 +64,7 @@ def test_the_core_install_has_no_torch_and_its_models_say_which_extra(core_venv,
     out = _run([py, "-c", "import importlib.util as u; print([m for m in ('torch', 'timm', 'transformers', "
                 "'dask', 'pipelines') if u.find_spec(m)])"], tmp_path, _env(tmp_path))
     assert out.strip() == "[]"
+    assert _run([core_venv / "bin" / "kagtools", "--version"], tmp_path, _env(tmp_path)).startswith("kagtools ")
     proc = subprocess.run([py, "-c", "from kagtools.core.model_registry import create_model; "
                            "create_model('timm_classifier')"], cwd=tmp_path, env=_env(tmp_path), text=True,
                           capture_output=True)
@@ -81,7 +82,7 @@ def test_shipped_and_own_competitions_from_any_folder(core_venv, tmp_path, mirro
     # A competition of the user's own: init records the data folder; submit needs no flags.
     (project / "data").mkdir()
     os.symlink(mirror / "titanic", project / "data" / "my-comp")
-    out = _run([kt, "init", "my-comp"], project, {**env, "KAGTOOLS_DATA_DIR": str(project / "data")})
+    out = _run([kt, "init", "my-comp", "--data-dir", "data/my-comp"], project, env)
     spec = (project / "competitions" / "my-comp.toml").read_text()
     assert 'data_dir = "data/my-comp"' in spec
     (project / "pipelines").mkdir()
