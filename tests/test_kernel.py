@@ -139,6 +139,10 @@ def test_push_run_output_import_blend_round_trip(tmp_path, mirror, kaggle_user, 
         kernel = fake.kernels["alice/kagtools-titanic"]
         sent = kernel.metadata
         assert sent["text"] == (work / "kernels" / "titanic" / "kernel.py").read_text()
+        # A reader sees the spec and the pipeline in plain text first, the zipped library last.
+        text = sent["text"]
+        assert text.index("class FamilySurvival") < text.index("def main()") < text.index("BUNDLE = (")
+        assert 'n_repeats = 10' in text and "kagtools/core/engine.py" in text
         assert sent["enableInternet"] is False and sent["isPrivate"] is True and sent["enableGpu"] is False
         assert sent["competitionDataSources"] == ["titanic"] and sent["language"] == "python"
 

@@ -138,10 +138,11 @@ def _pipeline_model_modules(spec) -> list[str]:
 
 _SCRIPT = '''"""{title}: the kagtools pipeline for the Kaggle competition '{slug}', as one script.
 
-Built by `kagtools kernel push {slug}` on {built}{sha}. Do not edit: change the pipeline and
-push again. It needs neither pip nor the internet: the code it runs is in BUNDLE below,
-{n_files} files:
-{file_list}
+Built by `kagtools kernel push {slug}` on {built}{sha}. Read it top to bottom: the competition's
+spec and pipeline in plain text (PLAIN), then the short driver (main); the kagtools library
+rides along at the bottom (BUNDLE: {n_files} files, zipped, base64), so the kernel needs
+neither pip nor the internet. Edit the pipeline locally and push again.
+
 It reads /kaggle/input/{slug}, trains every model of the pipeline{profile_note} on the bundled
 folds (hash {folds_hash}), blends, and writes /kaggle/working/submission.csv and the run
 artifacts under /kaggle/working/runs/{slug}/ (`kagtools kernel output {slug}` imports them).
@@ -152,44 +153,64 @@ import io
 import sys
 import tempfile
 import zipfile
+from pathlib import Path
 
 SLUG = {slug!r}
 PROFILE = {profile!r}
-BUNDLE = (
-{bundle}
-)
 
+PLAIN = {{}}
+{plain}
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kagtools-bundle-", ignore_cleanup_errors=True) as root:
         with zipfile.ZipFile(io.BytesIO(base64.b64decode("".join(BUNDLE)))) as zf:
             zf.extractall(root)
+        for name, text in PLAIN.items():
+            (Path(root) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(root) / name).write_bytes(text.encode("utf-8"))
         sys.path.insert(0, root)
         from kagtools.kaggle.kernel import run_in_kernel
 
         run_in_kernel(SLUG, profile=PROFILE, bundle_root=root)
 
 
+# The kagtools library, {n_zipped} files: {file_list}
+BUNDLE = (
+{bundle}
+)
+
 if __name__ == "__main__":
     main()
 '''
 
 
+def _literal(text: str) -> str:
+    """``text`` as a Python literal a person can read: a raw triple-quoted string when it can be."""
+    quotes = "'" * 3
+    if quotes in text or text.endswith("\\") or "\r" in text:
+        return repr(text)
+    return "r" + quotes + text + quotes
+
+
 def render_script(slug: str, files: dict[str, bytes], *, profile: str | None, title: str,
-                  folds_hash: str | None, built: str, sha: str | None = None) -> str:
-    """The kernel script: ``files`` (archive name -> bytes) zipped, base64, in a tuple of lines."""
+                  folds_hash: str | None, built: str, sha: str | None = None, plain: tuple[str, ...] = ()) -> str:
+    """The kernel script: the ``plain`` files as readable text at the top, the other ``files``
+    (archive name -> bytes) zipped, base64, in a tuple of lines at the bottom."""
     buf = io.BytesIO()
+    zipped = {name: data for name, data in sorted(files.items()) if name not in plain}
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        for name, data in sorted(files.items()):
+        for name, data in zipped.items():
             info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # same input, same script
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, data)
     text = base64.b64encode(buf.getvalue()).decode()
     lines = "\n".join(f'    "{text[i:i + 96]}",' for i in range(0, len(text), 96))
-    names = textwrap.fill(", ".join(sorted(files)), width=96, initial_indent="    ", subsequent_indent="    ")
+    names = textwrap.fill(", ".join(zipped), width=96, subsequent_indent="# ")
+    shown = "".join(f"\n# ---- {name} ----\nPLAIN[{name!r}] = {_literal(files[name].decode('utf-8'))}\n"
+                    for name in plain)
     return _SCRIPT.format(
         title=title, slug=slug, built=built, sha=f" (git {sha[:10]})" if sha else "",
-        n_files=len(files), file_list=names, profile=profile, bundle=lines,
+        n_files=len(files), n_zipped=len(zipped), file_list=names, profile=profile, bundle=lines, plain=shown,
         profile_note=f" (profile '{profile}')" if profile else "", folds_hash=folds_hash or "made in the kernel",
     )
 
@@ -233,8 +254,10 @@ def build_kernel(slug: str, *, workdir: str | Path, owner: str, data_dir: str | 
     )
     folder = kernel_dir(workdir, slug)
     folder.mkdir(parents=True, exist_ok=True)
+    # What a reader of the kernel wants to see first: the spec and the pipeline, in plain text.
+    plain = (f"competitions/{slug}.toml", *(a for a in files if spec.pipeline and a.startswith("pipelines/")))
     script = render_script(slug, files, profile=profile, title=title, folds_hash=folds_hash,
-                           built=time.strftime("%Y-%m-%d %H:%M"), sha=git_sha())
+                           built=time.strftime("%Y-%m-%d %H:%M"), sha=git_sha(), plain=plain)
     with atomic_path(folder / CODE_FILE) as p:
         p.write_text(script)
     write_json(folder / "kernel-metadata.json", meta)
