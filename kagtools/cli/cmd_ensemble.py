@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, options, print_runs
+from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, print_runs
 from kagtools.errors import KagtoolsError
 
 __all__ = ["cmd_blend", "cmd_boost"]
@@ -29,8 +29,7 @@ def _select(ctx, ids: list[str] | None, top: int | None):
 
 
 @command("blend", "blend recorded runs (fitted within folds) into new runs; the best by nested score is marked",
-         example="kagtools blend titanic --top 4 --method hill_climb stack_linear")
-@options(_blend_options)
+         example="kagtools blend titanic --top 4 --method hill_climb stack_linear", options=_blend_options)
 def cmd_blend(args) -> None:
     from kagtools.ensemble.blend import auto_blend, blend, plot_blends
     from kagtools.ensemble.blenders import BLENDERS
@@ -66,8 +65,7 @@ def _boost_options(p) -> None:
 
 
 @command("boost", "fit a second model on a run's OOF residuals within folds (ensemble-level boosting)",
-         example="kagtools boost titanic --base logreg-ea8d8500 --model lgbm")
-@options(_boost_options)
+         example="kagtools boost titanic --base logreg-ea8d8500 --model lgbm", options=_boost_options)
 def cmd_boost(args) -> None:
     from kagtools.ensemble.boost import boost_run
 

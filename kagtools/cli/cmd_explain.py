@@ -3,7 +3,7 @@ redundant features of one run, in ``reports/<slug>/explain.html``."""
 
 from __future__ import annotations
 
-from kagtools.cli.options import add_common, command, open_ctx, options
+from kagtools.cli.options import add_common, command, open_ctx
 
 __all__ = ["cmd_explain"]
 
@@ -17,8 +17,7 @@ def _explain_options(p):
 
 
 @command("explain", "feature importance, partial dependence and contributions of a run: reports/<slug>/explain.html",
-         example="kagtools explain titanic --top 6")
-@options(_explain_options)
+         example="kagtools explain titanic --top 6", options=_explain_options)
 def cmd_explain(args) -> None:
     import time
 

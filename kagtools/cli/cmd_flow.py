@@ -7,15 +7,15 @@ import inspect
 import re
 from pathlib import Path
 
-from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, options, print_runs
+from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, print_runs
 from kagtools.core.registry import did_you_mean
 from kagtools.errors import KagtoolsError
 
 __all__ = ["cmd_eda", "cmd_cv", "cmd_runs", "cmd_submit", "cmd_models"]
 
 
-@command("eda", "write reports/<slug>/eda.html and print a summary", example="kagtools eda titanic")
-@options(add_common)
+@command("eda", "write reports/<slug>/eda.html and print a summary", example="kagtools eda titanic",
+         options=add_common)
 def cmd_eda(args) -> None:
     from kagtools.analysis.eda import write_eda
 
@@ -37,8 +37,7 @@ def _cv_options(p):
 
 
 @command("cv", "cross-validate one model on the shared folds and write its run",
-         example="kagtools cv titanic --model lgbm --params '{\"num_leaves\": 15}'")
-@options(_cv_options)
+         example="kagtools cv titanic --model lgbm --params '{\"num_leaves\": 15}'", options=_cv_options)
 def cmd_cv(args) -> None:
     from kagtools.core.parallel import scheduler_context
     from kagtools.models import get_model_class
@@ -63,8 +62,7 @@ def cmd_cv(args) -> None:
 @command("runs", "the leaderboard of runs on the current folds",
          description="The leaderboard of the runs recorded under runs/<slug>/ on the current folds. It reads only\n"
                      "the artifacts: the data folder is not needed once folds and runs exist.",
-         example="kagtools runs titanic")
-@options(add_common)
+         example="kagtools runs titanic", options=add_common)
 def cmd_runs(args) -> None:
     ctx = open_ctx(args)
     ctx.from_artifacts = True  # the recorded folds and runs are enough
@@ -92,8 +90,8 @@ def _submit_options(p):
                      "submissions/<slug>/submission.csv, validated against the sample submission. --run submits\n"
                      "a recorded run; --file validates a CSV of your own. --to-kaggle uploads the file.",
          example="kagtools submit titanic --profile smoke\n"
-                 "  kagtools submit titanic --file my.csv --to-kaggle -m 'my features'")
-@options(_submit_options)
+                 "  kagtools submit titanic --file my.csv --to-kaggle -m 'my features'",
+         options=_submit_options)
 def cmd_submit(args) -> None:
     from kagtools.workflow.submit import submit
 
@@ -152,8 +150,7 @@ def _models_options(p):
 @command("models", "list registered models: tasks, the pip extra each needs, what it is",
          description="The registered models: the tasks each supports, the pip extra it needs beyond the core\n"
                      "install, and one line on what it is. Listing them imports no torch.",
-         example="kagtools models 'cf_*'")
-@options(_models_options)
+         example="kagtools models 'cf_*'", options=_models_options)
 def cmd_models(args) -> None:
     from kagtools.core.extras import MODEL_EXTRAS
     from kagtools.core.model_registry import LAZY_MODELS, MODELS

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from kagtools.cli.options import command, options
+from kagtools.cli.options import command
 from kagtools.core.table import format_table
 from kagtools.errors import KagtoolsError
 
@@ -31,8 +31,7 @@ def _download_options(p: argparse.ArgumentParser) -> None:
 
 
 @command("download", "download and unzip a competition's files (and attached datasets) through the kaggle API",
-         example="kagtools download titanic --data-dir data/titanic")
-@options(_download_options)
+         example="kagtools download titanic --data-dir data/titanic", options=_download_options)
 def cmd_download(args) -> None:
     from kagtools.kaggle.api import download_competition, download_dataset
 
@@ -46,8 +45,8 @@ def cmd_download(args) -> None:
 
 
 @command("submissions", "your earlier Kaggle submissions with status and public/private scores",
-         example="kagtools submissions titanic")
-@options(lambda p: p.add_argument("slug", help="competition slug, e.g. titanic"))
+         example="kagtools submissions titanic",
+         options=lambda p: p.add_argument("slug", help="competition slug, e.g. titanic"))
 def cmd_submissions(args) -> None:
     from kagtools.kaggle.api import list_submissions
 
@@ -59,10 +58,13 @@ def cmd_submissions(args) -> None:
 # kernel push | status | output | submit
 
 
-def _kernel_common(p: argparse.ArgumentParser) -> None:
+def _action(sub, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A ``kernel`` action's parser, with the options every action shares."""
+    p = sub.add_parser(name, help=help, description=description, epilog=f"example:\n  {example}")
     p.add_argument("slug", help="competition slug, e.g. titanic")
     p.add_argument("--workdir", default=".", help="where kernels/<slug>/ and runs/ are (default: .)")
     p.add_argument("--kernel", help="kernel id owner/slug (default: the id in kernels/<slug>/kernel-metadata.json)")
+    return p
 
 
 def _wait_options(p: argparse.ArgumentParser, *, wait_default: bool) -> None:
@@ -77,13 +79,12 @@ def _wait_options(p: argparse.ArgumentParser, *, wait_default: bool) -> None:
 
 def _kernel_options(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="action")
-    push = sub.add_parser(
-        "push", help="build kernels/<slug>/ and push it (runs on Kaggle)",
-        description="Build kernels/<slug>/ (kernel.py: the pipeline, a driver and the bundled kagtools, plus\n"
-                    "kernel-metadata.json) and push it to Kaggle, where it runs the pipeline. --dry-run builds\n"
-                    "the folder only and needs no Kaggle credentials.",
-        epilog="example:\n  kagtools kernel push titanic --profile smoke --dry-run")
-    _kernel_common(push)
+    push = _action(
+        sub, "push", "build kernels/<slug>/ and push it (runs on Kaggle)",
+        "Build kernels/<slug>/ (kernel.py: the pipeline, a driver and the bundled kagtools, plus\n"
+        "kernel-metadata.json) and push it to Kaggle, where it runs the pipeline. --dry-run builds\n"
+        "the folder only and needs no Kaggle credentials.",
+        "kagtools kernel push titanic --profile smoke --dry-run")
     push.add_argument("--data-dir", help="competition files, to make the folds the kernel reuses")
     push.add_argument("--owner", help="Kaggle username owning the kernel (default: from the credentials)")
     push.add_argument("--title", help="kernel title (default: 'kagtools <slug>')")
@@ -102,28 +103,25 @@ def _kernel_options(p: argparse.ArgumentParser) -> None:
     push.add_argument("--kernel-source", action="append", default=[], metavar="OWNER/KERNEL",
                       help="attach another kernel's output")
     push.add_argument("--dry-run", action="store_true", help="build kernels/<slug>/ and stop")
-    status = sub.add_parser(
-        "status", help="the status of the kernel's latest run",
-        description="The status of the pushed kernel's latest run (queued, running, complete, error); with --wait,\n"
-                    "poll until it ends. A failed run ends with the tail of its log.",
-        epilog="example:\n  kagtools kernel status titanic --wait --interval 60")
-    _kernel_common(status)
+    status = _action(
+        sub, "status", "the status of the kernel's latest run",
+        "The status of the pushed kernel's latest run (queued, running, complete, error); with --wait,\n"
+        "poll until it ends. A failed run ends with the tail of its log.",
+        "kagtools kernel status titanic --wait --interval 60")
     _wait_options(status, wait_default=False)
-    output = sub.add_parser(
-        "output", help="wait, download the kernel's output and import its runs",
-        description="Wait for the kernel's run to end, download its output into kernels/<slug>/output/ and\n"
-                    "import its runs into runs/<slug>/, where they blend with local runs on the same folds.",
-        epilog="example:\n  kagtools kernel output titanic")
-    _kernel_common(output)
+    output = _action(
+        sub, "output", "wait, download the kernel's output and import its runs",
+        "Wait for the kernel's run to end, download its output into kernels/<slug>/output/ and\n"
+        "import its runs into runs/<slug>/, where they blend with local runs on the same folds.",
+        "kagtools kernel output titanic")
     _wait_options(output, wait_default=True)
     output.add_argument("--all-files", action="store_true",
                         help="download every output file (default: run artifacts, folds and submission only)")
-    submit = sub.add_parser(
-        "submit", help="submit the kernel's output to a code competition",
-        description="Submit a pushed kernel's output file to a code competition (Kaggle reruns the kernel on\n"
-                    "the hidden test set).",
-        epilog="example:\n  kagtools kernel submit titanic -m 'lgbm + blend'")
-    _kernel_common(submit)
+    submit = _action(
+        sub, "submit", "submit the kernel's output to a code competition",
+        "Submit a pushed kernel's output file to a code competition (Kaggle reruns the kernel on\n"
+        "the hidden test set).",
+        "kagtools kernel submit titanic -m 'lgbm + blend'")
     submit.add_argument("-m", "--message", default="kagtools", help="submission message on Kaggle")
     submit.add_argument("--version", type=int, help="kernel version (default: the last pushed)")
     submit.add_argument("--file-name", default="submission.csv", help="the kernel's output file to submit")
@@ -137,8 +135,7 @@ def _kernel_options(p: argparse.ArgumentParser) -> None:
                      "  status   the status of the kernel's latest run (--wait to poll)\n"
                      "  output   wait, download the output and import its runs\n"
                      "  submit   submit the kernel's output to a code competition",
-         example="kagtools kernel push titanic --gpu && kagtools kernel output titanic")
-@options(_kernel_options)
+         example="kagtools kernel push titanic --gpu && kagtools kernel output titanic", options=_kernel_options)
 def cmd_kernel(args) -> None:
     {"push": _push, "status": _status, "output": _output, "submit": _submit}[args.action](args)
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from kagtools.cli.options import add_common, command, open_ctx, options
+from kagtools.cli.options import add_common, command, open_ctx
 from kagtools.core.table import format_table
 from kagtools.errors import KagtoolsError
 
@@ -83,8 +83,7 @@ def _recorded(data_dir: Path, workdir: Path) -> str:
     return str(data_dir.relative_to(project)) if data_dir.is_relative_to(project) else str(data_dir)
 
 
-@command("init", "infer competitions/<slug>.toml from train, test and sample submission")
-@options(_init_options)
+@command("init", "infer competitions/<slug>.toml from train, test and sample submission", options=_init_options)
 def cmd_init(args) -> None:
     from kagtools.analysis.spec_inference import infer_spec, scheme_table, write_inferred_spec
     from kagtools.core.environment import default_workdir, resolve_data_dir
@@ -99,9 +98,10 @@ def cmd_init(args) -> None:
                      sample_file=args.sample, advise=not args.group)
     if args.group:  # the user's group column overrides the advisor's choice
         from kagtools.analysis.split_advisor import advise
+        from kagtools.core.data import read_csv
 
-        data = _read(data_dir, inf.spec)
-        inf.advice = advise(data[0], data[1], id_col=inf.spec["id_col"], target_cols=inf.spec["target_cols"],
+        train, test = (read_csv(data_dir / inf.spec["files"][k]) for k in ("train", "test"))
+        inf.advice = advise(train, test, id_col=inf.spec["id_col"], target_cols=inf.spec["target_cols"],
                             task=inf.spec["task"], group=args.group)
         inf.spec["cv"] = scheme_table(inf.advice.scheme)
         inf.reasons += [f"cv: {r}" for r in inf.advice.reasons]
@@ -119,13 +119,8 @@ def cmd_init(args) -> None:
     print(f"spec: {path}\nnext: kagtools submit {args.slug}")
 
 
-command("new", "start a competition of your own: init, and with --pipeline a pipeline module to edit")(cmd_init)
-
-
-def _read(data_dir: Path, spec: dict):
-    from kagtools.core.data import read_csv
-
-    return read_csv(data_dir / spec["files"]["train"]), read_csv(data_dir / spec["files"]["test"])
+command("new", "start a competition of your own: init, and with --pipeline a pipeline module to edit",
+        options=_init_options)(cmd_init)
 
 
 def _folds_options(p) -> None:
@@ -138,8 +133,8 @@ def _folds_options(p) -> None:
     p.add_argument("--n-jobs", type=int, default=-1)
 
 
-@command("folds", "make runs/<slug>/folds.csv from the spec's CV scheme; --explain, --compare")
-@options(_folds_options)
+@command("folds", "make runs/<slug>/folds.csv from the spec's CV scheme; --explain, --compare",
+         options=_folds_options)
 def cmd_folds(args) -> None:
     from kagtools.core.folds import ensure_folds
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, options
+from kagtools.cli.options import add_common, command, json_object_arg, open_ctx
 from kagtools.core.table import format_table
 from kagtools.errors import KagtoolsError
 
@@ -37,8 +37,7 @@ def _setup(args):
 
 
 @command("recommend", "top-k movies a user has not rated, by predicted rating",
-         example="kagtools recommend movielens --user 1 -k 10")
-@options(lambda p: _rec_options(p, "user"))
+         example="kagtools recommend movielens --user 1 -k 10", options=lambda p: _rec_options(p, "user"))
 def cmd_recommend(args) -> None:
     from kagtools.workflow.recommend import id_columns, plot_item_embeddings, rated, recommend
 
@@ -58,8 +57,8 @@ def cmd_recommend(args) -> None:
 
 
 @command("similar", "movies nearest to one in the learned item embeddings",
-         example='kagtools similar movielens --movie "Toy Story (1995)"')
-@options(lambda p: _rec_options(p, "movie"))
+         example='kagtools similar movielens --movie "Toy Story (1995)"',
+         options=lambda p: _rec_options(p, "movie"))
 def cmd_similar(args) -> None:
     from kagtools.workflow.recommend import find_movie, plot_item_embeddings, similar_items
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, options, print_runs
+from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, print_runs
 from kagtools.core.table import format_table
 from kagtools.errors import KagtoolsError
 
@@ -30,16 +30,6 @@ def _tune_options(p) -> None:
     p.add_argument("--no-run", action="store_true", help="do not write a run for the best parameters")
 
 
-def _pipeline_params(ctx, model: str) -> dict:
-    """The competition pipeline's fixed parameters for ``model`` (the tuning's starting point)."""
-    from kagtools.workflow.pipeline import pipeline_models
-
-    for registered, params in pipeline_models(ctx.spec).values():
-        if registered == model:
-            return dict(params)
-    return {}
-
-
 def _default_model(ctx) -> str:
     from kagtools.core.model_registry import get_model_class
     from kagtools.workflow.pipeline import pipeline_models
@@ -54,20 +44,22 @@ def _default_model(ctx) -> str:
 
 
 @command("tune", "tune a model's hyper-parameters with Optuna on the shared folds (resumable study)",
-         example="kagtools tune titanic --model lgbm --trials 30")
-@options(_tune_options)
+         example="kagtools tune titanic --model lgbm --trials 30", options=_tune_options)
 def cmd_tune(args) -> None:
     from kagtools.tuning.storage import redact_url
     from kagtools.tuning.study import tune
     from kagtools.tuning.tuned import tuned_params_path
+    from kagtools.workflow.pipeline import pipeline_models
 
     ctx = open_ctx(args)
     args.model = args.model or _default_model(ctx)
     print(f"tuning {args.model} on {ctx.spec.slug}", flush=True)
+    # The pipeline's fixed parameters for the model are the tuning's starting point.
+    base = next((dict(p) for m, p in pipeline_models(ctx.spec).values() if m == args.model), {})
     result, run, paths = tune(
         ctx, args.model, n_trials=args.trials, timeout=args.timeout, storage=args.storage,
         study_name=args.study, n_jobs=args.n_jobs, scheduler=args.scheduler, pruner=args.pruner,
-        seed=args.seed, params=json_object_arg(args.params), base_params=_pipeline_params(ctx, args.model),
+        seed=args.seed, params=json_object_arg(args.params), base_params=base,
         space=json_object_arg(args.space, "--space", '{"num_leaves": {"low": 4, "high": 64}}'),
         run_best=not args.no_run)
     rows = [{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()} for row in result.top]
@@ -80,6 +72,6 @@ def cmd_tune(args) -> None:
     print(f"best params: {tuned_params_path(ctx.root, args.model)} (used by `kagtools cv/submit` unless --params)")
     if paths:
         print(f"report: {paths[0]}")
-    print(f"dashboard: pip install optuna-dashboard && optuna-dashboard {redact_url(result.storage)}"
-          if not result.storage.startswith("journal:") else
-          f"dashboard: pip install optuna-dashboard && optuna-dashboard {result.storage.removeprefix('journal:')}")
+    journal = result.storage.startswith("journal:")
+    where = result.storage.removeprefix("journal:") if journal else redact_url(result.storage)
+    print(f"dashboard: pip install optuna-dashboard && optuna-dashboard {where}")

@@ -56,16 +56,12 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _load_command_modules() -> None:
+def build_parser() -> argparse.ArgumentParser:
     import kagtools.cli as pkg
 
-    for info in pkgutil.iter_modules(pkg.__path__):
+    for info in pkgutil.iter_modules(pkg.__path__):  # each cmd_* module registers its verbs
         if info.name.startswith("cmd_"):
             importlib.import_module(f"{pkg.__name__}.{info.name}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    _load_command_modules()
     parser = Parser(prog="kagtools", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action=_Version, help="print kagtools' version and exit")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="verb")

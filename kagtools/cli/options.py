@@ -13,7 +13,7 @@ from collections.abc import Callable
 from kagtools.core.registry import Registry
 from kagtools.errors import KagtoolsError
 
-__all__ = ["COMMANDS", "Command", "Parser", "command", "options", "add_common", "open_ctx", "json_object_arg",
+__all__ = ["COMMANDS", "Command", "Parser", "command", "add_common", "open_ctx", "json_object_arg",
            "print_runs", "weights_text"]
 
 
@@ -30,14 +30,13 @@ class Command:
 COMMANDS: Registry[Command] = Registry("command")
 
 
-def command(name: str, help: str, *, example: str | None = None, description: str | None = None):
-    """Decorator: ``@command("cv", "...", example="kagtools cv titanic --model lgbm")`` on
-    ``fn(args)``; an ``@options`` below it adds arguments. Without ``example`` the help shows
-    ``kagtools <name> titanic``."""
+def command(name: str, help: str, *, options: Callable[[argparse.ArgumentParser], None] = lambda p: None,
+            example: str | None = None, description: str | None = None):
+    """Decorator: ``@command("cv", "...", options=add_cv_options, example="kagtools cv titanic
+    --model lgbm")`` on ``fn(args)``. Without ``example`` the help shows ``kagtools <name> titanic``."""
 
     def deco(fn):
-        COMMANDS.add(name, Command(fn, getattr(fn, "options", lambda p: None), help, example=example,
-                                   description=description))
+        COMMANDS.add(name, Command(fn, options, help, example=example, description=description))
         return fn
 
     return deco
@@ -58,14 +57,6 @@ class Parser(argparse.ArgumentParser):
             choices = [str(c) for c in action.choices]
             raise argparse.ArgumentError(action, f"invalid choice: '{value}'{did_you_mean(value, choices)} "
                                                  f"(choose from {', '.join(choices)})")
-
-
-def options(adder: Callable[[argparse.ArgumentParser], None]):
-    def deco(fn):
-        fn.options = adder
-        return fn
-
-    return deco
 
 
 def add_common(p: argparse.ArgumentParser, *, slug: bool = True) -> None:

@@ -83,10 +83,8 @@ def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None =
     for col in spec.target_cols:
         bad = train.index[train[col].isna()]
         if len(bad):
-            raise KagtoolsError(
-                f"{train_path}: target column '{col}' has {len(bad)} missing value(s) "
-                f"(first at row {int(bad[0]) + 2} of the file)"
-            )
+            raise KagtoolsError(f"{train_path}: target column '{col}' has {len(bad)} missing value(s) "
+                                f"(first at row {int(bad[0]) + 2} of the file)")
     _check_unique_ids(train, spec.id_col, train_path)
     test = sample = None
     # Files named in options.optional_files may be absent (a data mirror without a test set).
@@ -119,11 +117,7 @@ def _check_unique_ids(df: pd.DataFrame, id_col: str, path: Path) -> None:
 
 def _check_same_ids(test_ids: pd.Series, sample_ids: pd.Series, test_path: Path, sample_path: Path) -> None:
     if len(test_ids) != len(sample_ids):
-        raise KagtoolsError(
-            f"{sample_path}: {len(sample_ids)} rows but {test_path} has {len(test_ids)}"
-        )
+        raise KagtoolsError(f"{sample_path}: {len(sample_ids)} rows but {test_path} has {len(test_ids)}")
     missing = pd.Index(test_ids.astype(str)).difference(pd.Index(sample_ids.astype(str)))
     if len(missing):
-        raise KagtoolsError(
-            f"{sample_path}: id {missing[0]!r} of {test_path} is missing from the sample submission"
-        )
+        raise KagtoolsError(f"{sample_path}: id {missing[0]!r} of {test_path} is missing from the sample submission")

@@ -102,16 +102,16 @@ def score_oof(spec: CompetitionSpec, oof: pd.DataFrame, y_enc: np.ndarray, ids: 
     """Per-fold, per-repeat and overall scores of an OOF table (long format with repeats)."""
     metric = get_metric(spec.metric)
     y_by_id = pd.Series(list(range(len(ids))), index=ids.values)
+
+    def score(part: pd.DataFrame) -> float:
+        pos = y_by_id.loc[part["id"].values].to_numpy()
+        return metric(y_enc[pos], squeeze(part[pred_cols].to_numpy(dtype=float)), threshold=threshold)
+
     fold_scores, repeat_scores = [], []
     for r, part in oof.groupby("repeat", sort=True):
-        pos = y_by_id.loc[part["id"].values].to_numpy()
-        preds = squeeze(part[pred_cols].to_numpy(dtype=float))
-        repeat_scores.append(metric(y_enc[pos], preds, threshold=threshold))
-        for f, fpart in part.groupby("fold", sort=True):
-            fpos = y_by_id.loc[fpart["id"].values].to_numpy()
-            fold_scores.append({"repeat": int(r), "fold": int(f),
-                                "score": metric(y_enc[fpos], squeeze(fpart[pred_cols].to_numpy(dtype=float)),
-                                                threshold=threshold)})
+        repeat_scores.append(score(part))
+        fold_scores += [{"repeat": int(r), "fold": int(f), "score": score(fpart)}
+                        for f, fpart in part.groupby("fold", sort=True)]
     fs = np.array([f["score"] for f in fold_scores])
     return {
         "metric": metric.name,
@@ -220,34 +220,13 @@ def _as_2d(a: np.ndarray) -> np.ndarray:
 def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, seed: int,
               n_jobs: int = 1, callbacks: Sequence[FoldCallback] = (), fit_fold: FoldFn = fit_model_fold,
               frames: bool = True, predict_test: bool = True, desc: str = "folds") -> FoldRun:
-    """Fit ``model`` (an unfitted estimator) on every fold; assemble OOF and test predictions.
+    """Fit ``model`` (an unfitted estimator, cloned and seeded per fold: fold ``(r, f)`` gets
+    ``seed + 1000 r + f``) on every fold; assemble OOF and fold-averaged test predictions.
 
-    Parameters
-    ----------
-    spec, data, folds
-        The competition, its training set and the shared folds.
-    model
-        The estimator each fold clones and seeds (:func:`kagtools.core.model_registry.fold_seed`).
-    seed
-        The run's seed; fold ``(r, f)`` gets ``seed + 1000 r + f``.
-    n_jobs
-        Folds fitted in parallel (joblib). With callbacks, folds run one after another so the
-        callbacks can stop the run between them.
-    callbacks
-        :class:`FoldCallback` objects, called in ``order``.
-    fit_fold
-        ``fit_fold(model, fold, frames) -> FoldOutput``; :func:`fit_model_fold` by default.
-    frames
-        Hand ``fit_fold`` the fold's ``(X_tr, y_tr, X_va, y_va, X_te)``, fold features fitted once
-        per fold (cached on ``data``); ``False`` leaves the frames to ``fit_fold``.
-    predict_test
-        Predict the test rows (a tuning trial only needs the OOF score).
-
-    Returns
-    -------
-    FoldRun
-        OOF (``id, repeat, fold`` + prediction columns), test predictions averaged over the folds
-        whose output has them, and every fold's output.
+    Folds run in parallel (``n_jobs``, joblib) unless there are callbacks, which run between
+    folds in ``order``. ``fit_fold(model, fold, frames)`` gets the fold's ``(X_tr, y_tr, X_va,
+    y_va, X_te)`` with fold features fitted once per fold (cached on ``data``), or ``None`` with
+    ``frames=False``; ``predict_test=False`` skips the test rows (a tuning trial needs OOF only).
     """
     start = time.perf_counter()
     y_enc, classes = encode_target(spec, data.y)

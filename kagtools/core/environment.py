@@ -16,19 +16,8 @@ from typing import Any
 
 from kagtools.errors import KagtoolsError
 
-__all__ = [
-    "KAGGLE_INPUT_ROOT",
-    "KAGGLE_WORKING_ROOT",
-    "T4X2_MACHINE_SHAPE",
-    "in_kaggle_kernel",
-    "project_root",
-    "shipped_dir",
-    "resolve_data_dir",
-    "candidate_data_dirs",
-    "default_workdir",
-    "kernel_slug",
-    "kernel_metadata",
-]
+__all__ = ["KAGGLE_INPUT_ROOT", "KAGGLE_WORKING_ROOT", "T4X2_MACHINE_SHAPE", "in_kaggle_kernel", "project_root",
+           "shipped_dir", "resolve_data_dir", "candidate_data_dirs", "default_workdir", "kernel_slug", "kernel_metadata"]
 
 KAGGLE_INPUT_ROOT = Path(os.environ.get("KAGTOOLS_KAGGLE_INPUT", "/kaggle/input"))
 KAGGLE_WORKING_ROOT = Path(os.environ.get("KAGTOOLS_KAGGLE_WORKING", "/kaggle/working"))
@@ -55,9 +44,7 @@ def shipped_dir(kind: str) -> Path:
 
 def default_workdir() -> Path:
     """Where ``runs/``, ``reports/`` and ``submissions/`` go: /kaggle/working in a kernel."""
-    if in_kaggle_kernel():
-        return KAGGLE_WORKING_ROOT
-    return Path.cwd()
+    return KAGGLE_WORKING_ROOT if in_kaggle_kernel() else Path.cwd()
 
 
 def candidate_data_dirs(slug: str, data_dir: str | os.PathLike | None = None, *,
@@ -87,10 +74,7 @@ def resolve_data_dir(slug: str, data_dir: str | os.PathLike | None = None, *,
         if d.is_dir():
             return d.absolute()  # symlinks kept: a spec records the folder as the user names it
     tried = ", ".join(str(d) for d in dirs)
-    raise KagtoolsError(
-        f"no data for '{slug}' (looked in {tried}); run `kagtools download {slug}` "
-        f"or pass --data-dir"
-    )
+    raise KagtoolsError(f"no data for '{slug}' (looked in {tried}); run `kagtools download {slug}` or pass --data-dir")
 
 
 def kernel_slug(title: str) -> str:

@@ -20,7 +20,7 @@ from kagtools.core.registry import Registry
 from kagtools.core.spec import CompetitionSpec, CVScheme
 from kagtools.errors import KagtoolsError
 
-__all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "data_fingerprint", "time_ordered"]
+__all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "recorded_folds", "data_fingerprint", "time_ordered"]
 
 
 @dataclass(frozen=True)
@@ -157,17 +157,26 @@ def _hash_table(table: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).values.tobytes()).hexdigest()[:12]
 
 
+def recorded_folds(run_root: Path, scheme: dict, fingerprint: str | None = None) -> Folds | None:
+    """The folds last written to ``run_root`` if they were made with ``scheme`` (a
+    ``CVScheme.as_dict()``) and, if given, from data with ``fingerprint``; else None."""
+    path, meta_path = run_root / "folds.csv", run_root / "folds.json"
+    if not (path.is_file() and meta_path.is_file()):
+        return None
+    meta = read_json(meta_path)
+    if meta.get("scheme") != scheme or fingerprint is not None and meta.get("data") != fingerprint:
+        return None
+    return Folds(table=pd.read_csv(path), scheme=scheme, hash=meta.get("hash"), fingerprint=meta.get("data"))
+
+
 def ensure_folds(train: pd.DataFrame, spec: CompetitionSpec, run_root: Path, *, rebuild: bool = False) -> Folds:
     """Load ``folds.csv`` if it was made from this data and scheme; otherwise (re)build it."""
     path, meta_path = run_root / "folds.csv", run_root / "folds.json"
     scheme = spec.cv.as_dict()
     fingerprint = data_fingerprint(train, spec)
-    if not rebuild and path.is_file() and meta_path.is_file():
-        meta = read_json(meta_path)
-        if meta.get("scheme") == scheme and meta.get("data") == fingerprint:
-            table = pd.read_csv(path)
-            if _hash_table(table) == meta.get("hash"):
-                return Folds(table=table, scheme=scheme, hash=meta["hash"], fingerprint=fingerprint)
+    folds = None if rebuild else recorded_folds(run_root, scheme, fingerprint)
+    if folds is not None and _hash_table(folds.table) == folds.hash:
+        return folds
     write_csv(path, make_folds(train, spec))
     # Re-read so the hash is of what every later reader sees (CSV round-trip of the ids).
     table = pd.read_csv(path)

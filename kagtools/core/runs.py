@@ -30,22 +30,8 @@ from kagtools.core.io import atomic_dir, read_json, write_json
 from kagtools.core.spec import CompetitionSpec
 from kagtools.errors import KagtoolsError
 
-__all__ = [
-    "Run",
-    "RunRecord",
-    "RUN_KINDS",
-    "pred_columns",
-    "provenance",
-    "inputs_hash",
-    "write_run",
-    "load_run",
-    "read_record",
-    "list_runs",
-    "make_run_id",
-    "git_sha",
-    "versions",
-    "run_root",
-]
+__all__ = ["Run", "RunRecord", "RUN_KINDS", "pred_columns", "provenance", "inputs_hash", "write_run", "load_run",
+           "read_record", "list_runs", "make_run_id", "git_sha", "versions", "run_root"]
 
 RUN_KINDS = ("cv", "bag", "boost", "blend")
 

@@ -171,10 +171,8 @@ def load_spec(slug_or_path: str | os.PathLike, workdir: Path | None = None) -> C
         path = spec_path(str(slug_or_path), workdir)
     if path is None:
         known = ", ".join(list_specs(workdir)) or "none"
-        raise KagtoolsError(
-            f"no competition spec for '{slug_or_path}' (known: {known}); "
-            f"write competitions/{p.stem}.toml or run `kagtools init {p.stem}`"
-        )
+        raise KagtoolsError(f"no competition spec for '{slug_or_path}' (known: {known}); "
+                            f"write competitions/{p.stem}.toml or run `kagtools init {p.stem}`")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -90,9 +90,8 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, *, id_col: str,
                         where: str = "submission") -> None:
     """Raise naming the first problem: columns, order, row count, ids, dtypes or NaN."""
     if list(sub.columns) != list(sample.columns):
-        raise KagtoolsError(
-            f"{where}: columns {list(sub.columns)} do not match the sample submission's {list(sample.columns)}"
-        )
+        raise KagtoolsError(f"{where}: columns {list(sub.columns)} do not match the sample submission's "
+                            f"{list(sample.columns)}")
     if len(sub) != len(sample):
         raise KagtoolsError(f"{where}: {len(sub)} rows, the sample submission has {len(sample)}")
     nan = sub.isna().any()

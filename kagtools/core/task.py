@@ -35,10 +35,5 @@ class Task(StrEnum):
     def is_classification(self) -> bool:
         return self.has_classes or self is Task.MULTILABEL
 
-    @property
-    def is_regression(self) -> bool:
-        """Real-valued target(s): one (regression) or several (multitarget)."""
-        return self in (Task.REGRESSION, Task.MULTITARGET)
-
 
 TASKS: tuple[str, ...] = tuple(t.value for t in Task)

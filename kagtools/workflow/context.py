@@ -14,7 +14,7 @@ from typing import Any
 from kagtools.core.data import CompetitionData, load_competition
 from kagtools.core.engine import TrainingSet, cross_validate
 from kagtools.core.environment import default_workdir
-from kagtools.core.folds import Folds, ensure_folds
+from kagtools.core.folds import Folds, ensure_folds, recorded_folds
 from kagtools.core.metrics import get_metric
 from kagtools.core.runs import Run, list_runs, load_run, run_root
 from kagtools.core.spec import CompetitionSpec, load_spec
@@ -58,7 +58,8 @@ class Context:
         try:
             train = self.data.train
         except KagtoolsError:
-            recorded = _recorded_folds(self.root, self.spec) if self.from_artifacts else None
+            # Without the data, the recorded folds' fingerprint is trusted.
+            recorded = recorded_folds(self.root, self.spec.cv.as_dict()) if self.from_artifacts else None
             if recorded is None:
                 raise
             return recorded
@@ -79,22 +80,6 @@ class Context:
         """Lines the pipeline module adds to the EDA report (``eda_notes(data, spec)``)."""
         fn = getattr(self.pipeline, "eda_notes", None)
         return list(fn(self.data, self.spec)) if fn else []
-
-
-def _recorded_folds(root: Path, spec: CompetitionSpec) -> Folds | None:
-    """The folds last written to ``root`` (folds.csv, the hash folds.json records) if they were
-    made with the spec's CV scheme; read without the data, so their data fingerprint is trusted."""
-    import pandas as pd
-
-    from kagtools.core.io import read_json
-
-    path, meta_path = root / "folds.csv", root / "folds.json"
-    if not (path.is_file() and meta_path.is_file()):
-        return None
-    meta = read_json(meta_path)
-    if meta.get("scheme") != spec.cv.as_dict():
-        return None
-    return Folds(table=pd.read_csv(path), scheme=meta["scheme"], hash=meta["hash"], fingerprint=meta.get("data"))
 
 
 def open_context(slug: str, *, data_dir: str | os.PathLike | None = None,

@@ -185,7 +185,12 @@ def build_training_set(spec: CompetitionSpec, data: CompetitionData) -> Training
     module = load_pipeline(spec)
     fn = getattr(module, "features", None) if module else None
     tset = fn(data, spec) if fn else default_features(data, spec)
-    _check(tset, spec)
+    if len(tset.X) != len(tset.ids) or len(tset.y) != len(tset.ids):
+        raise KagtoolsError(f"pipeline {spec.pipeline}: features, target and ids differ in length")
+    if tset.X_test is not None and isinstance(tset.X, pd.DataFrame):
+        missing = [c for c in tset.X.columns if c not in tset.X_test.columns]
+        if missing:
+            raise KagtoolsError(f"pipeline {spec.pipeline}: test features lack column '{missing[0]}'")
     return tset
 
 
@@ -202,11 +207,3 @@ def pipeline_models(spec: CompetitionSpec, profile: str | None = None) -> dict[s
         return dict(profiles[profile])
     return dict(getattr(module, "MODELS", DEFAULT_MODELS))
 
-
-def _check(tset: TrainingSet, spec: CompetitionSpec) -> None:
-    if len(tset.X) != len(tset.ids) or len(tset.y) != len(tset.ids):
-        raise KagtoolsError(f"pipeline {spec.pipeline}: features, target and ids differ in length")
-    if tset.X_test is not None and isinstance(tset.X, pd.DataFrame):
-        missing = [c for c in tset.X.columns if c not in tset.X_test.columns]
-        if missing:
-            raise KagtoolsError(f"pipeline {spec.pipeline}: test features lack column '{missing[0]}'")

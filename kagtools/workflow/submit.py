@@ -32,23 +32,10 @@ class SubmitResult:
 
 def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = None, eda: bool = True,
            n_jobs: int = -1, scheduler: str | None = None, reuse: bool = True) -> SubmitResult:
-    """Train, blend, choose and write a validated submission (or submit the run ``run_id``).
+    """Train, blend, choose and write a validated submission (or submit the recorded run ``run_id``).
 
-    Parameters
-    ----------
-    ctx
-        The competition.
-    run_id
-        Submit this recorded run instead of training.
-    profile
-        The pipeline profile (``smoke``, ``cpu``, ``gpu``...).
-    eda
-        Write the EDA report first.
-    reuse
-        Reuse recorded runs whose inputs are unchanged (``kagtools submit --force`` retrains).
-    n_jobs, scheduler
-        Parallel fold fits; a Dask scheduler address to run them on.
-    """
+    ``reuse`` keeps recorded runs whose inputs are unchanged (``kagtools submit --force`` retrains);
+    ``scheduler`` is a Dask scheduler address to run the folds on."""
     from kagtools.core.parallel import scheduler_context
     from kagtools.ensemble.blend import auto_blend
 
