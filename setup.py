@@ -10,4 +10,4 @@ from setuptools import find_packages, setup
 
 SHIPPED = {"kagtools.shipped.competitions": "competitions", "kagtools.shipped.pipelines": "pipelines"}
 
-setup(packages=[*find_packages(include=["kagtools", "kagtools.*"]), *SHIPPED], package_dir=SHIPPED)
+setup(packages=[*find_packages(include=["kagtools", "kagtools.*"], exclude=["kagtools.shipped.*"]), *SHIPPED], package_dir=SHIPPED)

@@ -1,0 +1,1 @@
+"""Looking at the data: the EDA report, the split advisor, spec inference and model explanations."""

@@ -1,0 +1,1 @@
+"""Base layer: specs, data, folds, the fold engine, runs, submissions, metrics, registries."""

@@ -1,0 +1,1 @@
+"""Feature builders: automatic tabular features (fitted in-fold) and phrase features."""

@@ -1,0 +1,1 @@
+"""Kaggle itself: the API client wrapper and kernels (bundle, push, run, import)."""
