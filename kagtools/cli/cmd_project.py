@@ -83,7 +83,8 @@ def _recorded(data_dir: Path, workdir: Path) -> str:
     return str(data_dir.relative_to(project)) if data_dir.is_relative_to(project) else str(data_dir)
 
 
-@command("init", "infer competitions/<slug>.toml from train, test and sample submission", options=_init_options)
+@command("init", "infer competitions/<slug>.toml from train, test and sample submission", options=_init_options,
+         example="kagtools init my-comp --data-dir data/my-comp")
 def cmd_init(args) -> None:
     from kagtools.analysis.spec_inference import infer_spec, scheme_table, write_inferred_spec
     from kagtools.core.environment import default_workdir, resolve_data_dir
@@ -120,7 +121,7 @@ def cmd_init(args) -> None:
 
 
 command("new", "start a competition of your own: init, and with --pipeline a pipeline module to edit",
-        options=_init_options)(cmd_init)
+        options=_init_options, example="kagtools new my-comp --data-dir data/my-comp --pipeline")(cmd_init)
 
 
 def _folds_options(p) -> None:

@@ -75,29 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _slug_hint(message: str, args) -> str:
-    """``message`` with a "did you mean" after a misspelt competition slug."""
-    slug = getattr(args, "slug", None)
-    if not slug or not message.startswith("no competition spec"):
-        return message
-    from pathlib import Path
-
-    from kagtools.core.environment import default_workdir
-    from kagtools.core.registry import did_you_mean
-    from kagtools.core.spec import list_specs
-
-    workdir = getattr(args, "workdir", None)
-    hint = did_you_mean(slug, list_specs(Path(workdir) if workdir else default_workdir()))
-    quoted = f"'{slug}'"
-    return message.replace(quoted, quoted + hint, 1) if quoted in message else message + hint
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except KagtoolsError as exc:
-        print(f"kagtools: error: {_slug_hint(str(exc), args)}", file=sys.stderr)
+        print(f"kagtools: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kagtools: interrupted", file=sys.stderr)

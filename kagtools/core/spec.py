@@ -170,8 +170,11 @@ def load_spec(slug_or_path: str | os.PathLike, workdir: Path | None = None) -> C
     else:
         path = spec_path(str(slug_or_path), workdir)
     if path is None:
-        known = ", ".join(list_specs(workdir)) or "none"
-        raise KagtoolsError(f"no competition spec for '{slug_or_path}' (known: {known}); "
+        from kagtools.core.registry import did_you_mean
+
+        known = list_specs(workdir)
+        raise KagtoolsError(f"no competition spec for '{slug_or_path}'{did_you_mean(p.stem, known)} "
+                            f"(known: {', '.join(known) or 'none'}); "
                             f"write competitions/{p.stem}.toml or run `kagtools init {p.stem}`")
     try:
         data = tomllib.loads(path.read_text())

@@ -69,6 +69,23 @@ class Context:
     def pipeline(self):
         return load_pipeline(self.spec)
 
+    @cached_property
+    def inputs(self) -> dict[str, Any]:
+        """What every run of this context depends on: the data files' content, the spec, the
+        features' version, the folds and the code (version and git commit)."""
+        import hashlib
+
+        import kagtools
+        from kagtools.core.data import files_hash
+        from kagtools.core.runs import git_sha
+
+        spec = self.spec
+        names = spec.files.values() or ("train.csv", "test.csv", "sample_submission.csv")
+        return {"data": files_hash(self.data.data_dir, names),
+                "spec": hashlib.sha256(spec.path.read_bytes()).hexdigest() if spec.path else None,
+                "features": self.training_set.name, "folds": self.folds.hash, "kagtools": kagtools.__version__,
+                "git": git_sha()}
+
     def runs(self) -> list[Run]:
         """Runs made on the current folds (stale runs from other folds are left out)."""
         return list_runs(self.root, folds_hash=self.folds.hash)
@@ -89,22 +106,11 @@ def open_context(slug: str, *, data_dir: str | os.PathLike | None = None,
 
 
 def run_inputs(ctx: Context, model: str, params: dict[str, Any], seed: int) -> str:
-    """A hash of everything a run's predictions depend on: the data files' content, the spec,
-    the features' version, the folds, the code (version and git commit), the model, its
+    """A hash of everything a run's predictions depend on: :attr:`Context.inputs`, the model, its
     parameters and seed. A recorded run with the same hash is the run this one would make."""
-    import hashlib
+    from kagtools.core.runs import inputs_hash
 
-    import kagtools
-    from kagtools.core.data import files_hash
-    from kagtools.core.runs import git_sha, inputs_hash
-
-    spec = ctx.spec
-    names = spec.files.values() or ("train.csv", "test.csv", "sample_submission.csv")
-    key = {"data": files_hash(ctx.data.data_dir, names),
-           "spec": hashlib.sha256(spec.path.read_bytes()).hexdigest() if spec.path else None,
-           "features": ctx.training_set.name, "folds": ctx.folds.hash, "kagtools": kagtools.__version__,
-           "git": git_sha(), "model": model, "params": params, "seed": seed}
-    return inputs_hash(key)
+    return inputs_hash({**ctx.inputs, "model": model, "params": params, "seed": seed})
 
 
 def run_model(ctx: Context, model: str, params: dict[str, Any] | None = None, *, n_jobs: int = 1,
