@@ -135,10 +135,15 @@ def test_submit_file_is_validated_against_the_sample(tmp_path, mirror, capsys):
     assert main(["submit", "titanic", "--file", str(mine), "--run", "x", "--workdir", str(tmp_path)]) == 2
 
 
-def test_runs_reads_only_artifacts(tmp_path, monkeypatch, capsys):
+def test_runs_and_blend_read_only_artifacts(tmp_path, monkeypatch, capsys):
     work = tmp_path / "work"
     assert main(["cv", "titanic", "--model", "logreg", "--workdir", str(work), "--n-jobs", "1"]) == 0
+    assert main(["cv", "titanic", "--model", "lgbm", "--params", '{"n_estimators": 30}', "--workdir", str(work),
+                 "--n-jobs", "1"]) == 0
     run_id = next((work / "runs" / "titanic").glob("logreg-*/run.json")).parent.name
+    with_data = main(["blend", "titanic", "--workdir", str(work), "--method", "mean"])
+    blend_json = next((work / "runs" / "titanic").glob("blend-mean-*/run.json"))
+    blend_bytes = (blend_json.parent / "oof.parquet").read_bytes()
     capsys.readouterr()
     empty = tmp_path / "no-data"
     empty.mkdir()
@@ -152,6 +157,13 @@ def test_runs_reads_only_artifacts(tmp_path, monkeypatch, capsys):
     assert main(["runs", "titanic", "--workdir", str(work)]) == 0
     out = capsys.readouterr().out
     assert run_id in out and "StratifiedKFold 5 folds x 10 repeat(s)" in out
+    # blend: the recorded targets stand in for the data; the same blend as with the data folder.
+    assert with_data == 0
+    assert main(["blend", "titanic", "--workdir", str(work), "--method", "mean", "rank_mean"]) == 0
+    assert "blending from the recorded runs and targets" in capsys.readouterr().out
+    assert (blend_json.parent / "oof.parquet").read_bytes() == blend_bytes
+    assert main(["blend", "titanic", "--workdir", str(work), "--method", "stack_lgbm_features"]) == 2
+    assert "needs the training set's features" in capsys.readouterr().err
     # Commands that train still need the data, and say so.
     assert main(["cv", "titanic", "--model", "rf", "--workdir", str(work)]) == 2
     assert "no data for 'titanic'" in capsys.readouterr().err

@@ -39,14 +39,20 @@ def cmd_blend(args) -> None:
         if method != "auto":
             BLENDERS.get(method)
     ctx = open_ctx(args)
+    ctx.from_artifacts = True  # the recorded folds, targets and runs are enough, but for stack_lgbm_features
     runs = _select(ctx, args.runs, args.top)
     if len(runs) < 2:
         raise KagtoolsError(f"'{ctx.spec.slug}' has {len(runs)} run(s) on the current folds; a blend needs two")
-    tset = ctx.training_set
+    y, ids = ctx.targets()
+    try:
+        tset = ctx.training_set
+    except KagtoolsError:
+        tset = None
+        print("no data folder: blending from the recorded runs and targets (stack_lgbm_features needs the data)")
     if args.method == ["auto"]:
-        blends = auto_blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, reports=ctx.reports, features=tset)
+        blends = auto_blend(ctx.spec, runs, y, ids, root=ctx.root, reports=ctx.reports, features=tset)
     else:
-        blends = [blend(ctx.spec, runs, tset.y, tset.ids, root=ctx.root, method=m, features=tset)
+        blends = [blend(ctx.spec, runs, y, ids, root=ctx.root, method=m, features=tset)
                   for m in args.method if m != "auto"]
         plot_blends(ctx.spec, runs, blends, ctx.reports / "blend.png")
     best = choose_best(ctx, runs + blends)

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 from sklearn import model_selection
 
-from kagtools.core.io import read_json, write_csv, write_json
+from kagtools.core.io import read_json, write_csv, write_json, write_parquet
 from kagtools.core.registry import Registry
 from kagtools.core.spec import CompetitionSpec, CVScheme
 from kagtools.errors import KagtoolsError
 
-__all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "recorded_folds", "data_fingerprint", "time_ordered"]
+__all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "recorded_folds", "TARGETS_FILE", "data_fingerprint", "time_ordered"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,10 @@ def _hash_table(table: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).values.tobytes()).hexdigest()[:12]
 
 
+#: ``runs/<slug>/targets.parquet``: the training rows' ids and targets, written with the folds.
+TARGETS_FILE = "targets.parquet"
+
+
 def recorded_folds(run_root: Path, scheme: dict, fingerprint: str | None = None) -> Folds | None:
     """The folds last written to ``run_root`` if they were made with ``scheme`` (a
     ``CVScheme.as_dict()``) and, if given, from data with ``fingerprint``; else None."""
@@ -175,6 +179,9 @@ def ensure_folds(train: pd.DataFrame, spec: CompetitionSpec, run_root: Path, *, 
     scheme = spec.cv.as_dict()
     fingerprint = data_fingerprint(train, spec)
     folds = None if rebuild else recorded_folds(run_root, scheme, fingerprint)
+    targets = run_root / TARGETS_FILE  # what blending recorded runs needs without the data folder
+    if not targets.is_file() or folds is None:
+        write_parquet(targets, train[[spec.id_col, *spec.target_cols]])
     if folds is not None and _hash_table(folds.table) == folds.hash:
         return folds
     write_csv(path, make_folds(train, spec))

@@ -11,10 +11,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from kagtools.core.data import CompetitionData, load_competition
 from kagtools.core.engine import TrainingSet, cross_validate
 from kagtools.core.environment import default_workdir
-from kagtools.core.folds import Folds, ensure_folds, recorded_folds
+from kagtools.core.folds import TARGETS_FILE, Folds, ensure_folds, recorded_folds
 from kagtools.core.metrics import get_metric
 from kagtools.core.runs import Run, list_runs, load_run, run_root
 from kagtools.core.spec import CompetitionSpec, load_spec
@@ -68,6 +70,20 @@ class Context:
     @property
     def pipeline(self):
         return load_pipeline(self.spec)
+
+    def targets(self) -> tuple[pd.Series | pd.DataFrame, pd.Series]:
+        """The training rows' targets and ids: from the training set, or, for a command that
+        only reads artifacts and has no data folder, from ``runs/<slug>/targets.parquet``."""
+        try:
+            tset = self.training_set
+        except KagtoolsError:
+            path = self.root / TARGETS_FILE
+            if not (self.from_artifacts and path.is_file()):
+                raise
+            table = pd.read_parquet(path)
+            cols = list(self.spec.target_cols)
+            return (table[cols[0]] if len(cols) == 1 else table[cols]), table[self.spec.id_col]
+        return tset.y, tset.ids
 
     @cached_property
     def inputs(self) -> dict[str, Any]:
