@@ -3,6 +3,8 @@ runs, and the one-line message of a missing extra."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,3 +104,19 @@ def test_a_missing_extra_is_one_line_naming_the_pip_install():
         with needs_extra("model 'x'"):
             raise ModuleNotFoundError("No module named 'nonexistent'", name="nonexistent")
     assert extra_for("torch") == "all" and extra_for("dask.distributed") == "scale"
+
+
+def test_scale_features_without_their_extra_say_which_pip_install(monkeypatch):
+    import importlib.util
+
+    from kagtools.core.parallel import scheduler_context
+    from kagtools.tuning.storage import open_storage
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask were not installed
+    with pytest.raises(KagtoolsError, match=r"pip install 'kagtools\[scale\]'"):
+        with scheduler_context("tcp://127.0.0.1:1"):
+            pass
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n.startswith("psycopg") else real(n, *a))
+    with pytest.raises(KagtoolsError, match=r"PostgreSQL study storage needs psycopg2.*kagtools\[scale\]"):
+        open_storage("postgresql://u:p@127.0.0.1:1/db")

@@ -23,9 +23,12 @@ def scheduler_context(address: str | None, *, timeout: str = "10s") -> Iterator[
         yield
         return
     import joblib
-    from distributed import Client
 
+    from kagtools.core.extras import needs_extra
     from kagtools.errors import KagtoolsError
+
+    with needs_extra("a Dask scheduler (--scheduler)", "scale"):
+        from distributed import Client
 
     try:
         client = Client(address, timeout=timeout, set_as_default=False)

@@ -43,8 +43,10 @@ def _postgres_driver(url: str) -> str:
         return url
     import importlib.util
 
-    driver = "psycopg" if importlib.util.find_spec("psycopg") or not importlib.util.find_spec("psycopg2") \
-        else "psycopg2"
+    if not (importlib.util.find_spec("psycopg") or importlib.util.find_spec("psycopg2")):
+        raise KagtoolsError("a PostgreSQL study storage needs psycopg2, which the core install leaves out: "
+                            "pip install 'kagtools[scale]'")
+    driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
     return f"postgresql+{driver}://{rest}"
 
 
