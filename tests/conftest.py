@@ -14,6 +14,7 @@ os.environ.setdefault("KAGTOOLS_DATA_DIR", str(_MIRROR))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["KAGTOOLS_QUIET"] = "1"
+os.environ["KAGTOOLS_NO_TRACK"] = "1"  # MLflow tracking: on only in the tests of it (tests/test_tracking.py)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 

@@ -34,8 +34,8 @@ def _data(task, n=240, seed=0):
     return X, y
 
 
-def test_tabular_models_are_the_five_classical_ones():
-    assert sorted(TABULAR) == ["et", "hgb", "lgbm", "logreg", "rf"]
+def test_tabular_models_are_the_six_classical_ones():
+    assert sorted(TABULAR) == ["et", "hgb", "knn", "lgbm", "logreg", "rf"]
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kagtools.core.data import read_csv
+from kagtools.core.data import plain, read_csv
 from kagtools.core.metrics import DEFAULT_METRICS, get_metric
 from kagtools.core.spec import TASKS, parse_spec, spec_to_toml
 from kagtools.errors import KagtoolsError
@@ -90,6 +90,10 @@ def find_files(root: Path, *, train: str | None = None, test: str | None = None,
                         f"pass --sample FILE")
 
 
+#: The fewest training rows ``init`` accepts: two folds of two rows.
+MIN_TRAIN_ROWS = 4
+
+
 def _count_rows(path: Path) -> int:
     with open(path, "rb") as fh:
         return max(sum(1 for _ in fh) - 1, 0)
@@ -103,6 +107,13 @@ def infer_task(y: pd.Series | pd.DataFrame) -> tuple[str, str]:
         return "multitarget", f"{y.shape[1]} numeric target columns"
     values = y.dropna()
     nunique = values.nunique()
+    counts = values.value_counts()
+    if nunique > 2 and set(counts.index[:2]) == {0, 1} and counts.iloc[2:].sum() <= max(2, 0.01 * len(values)):
+        odd = counts.index[2]
+        row = int(y.index[y == odd][0]) + 2
+        raise KagtoolsError(f"target column '{y.name}' is 0/1 but for {int(counts.iloc[2:].sum())} row(s), e.g. "
+                            f"{plain(odd)!r} at row {row} of the file: fix those labels, or pass --task "
+                            f"regression (or multiclass) if they are meant")
     if nunique == 2:
         return "binary", f"'{y.name}' has 2 distinct values ({', '.join(map(str, sorted(values.unique())[:2]))})"
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
@@ -141,6 +152,11 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
             f"sample submission {files['sample_submission'].name}")
     train, test, sample = (read_csv(files[k]) for k in ("train", "test", "sample_submission"))
     where = {k: str(files[k]) for k in files}
+    if len(train) < MIN_TRAIN_ROWS:
+        raise KagtoolsError(f"{where['train']}: {len(train)} data row(s); cross-validation needs at least "
+                            f"{MIN_TRAIN_ROWS} (2 folds of 2 rows)")
+    if test.empty:
+        raise KagtoolsError(f"{where['test']}: no data rows; there is nothing to predict")
 
     # The id: the sample's first column, as Kaggle lays it out.
     id_col = id_col or str(sample.columns[0])
@@ -159,6 +175,9 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
     # Targets: the sample's other columns, found in train.csv (or one train column whose
     # classes they are).
     value_cols = [str(c) for c in sample.columns if c != id_col]
+    if not value_cols:
+        raise KagtoolsError(f"{where['sample_submission']}: only the id column '{id_col}'; a sample submission "
+                            f"names the prediction column(s) after the id")
     target_cols, class_cols = _find_targets(train, test, id_col, value_cols, targets, where, inf)
     for col in target_cols:
         _check_target(train, col, id_col, where["train"])
@@ -196,6 +215,12 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
                        "dtypes": {str(c): _dtype_name(sample[c]) if c == id_col or kind == "labels" else "float64"
                                   for c in sample.columns}},
     }
+    if kind == "labels" and len(target_cols) == 1 and len(value_cols) == 1:
+        label = _dtype_name(train[target_cols[0]])
+        if label in ("str", "bool") and _dtype_name(sample[value_cols[0]]) not in ("str", "bool"):
+            spec["submission"]["dtypes"][value_cols[0]] = label
+            inf.say(f"submission: '{value_cols[0]}' holds the class names of '{target_cols[0]}' (the sample's "
+                    f"values are placeholders)")
     if advise:
         from kagtools.analysis.split_advisor import advise as advise_split
 
@@ -204,6 +229,10 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
         inf.advice = advice
         spec["cv"] = scheme_table(advice.scheme)
         inf.reasons += [f"cv: {r}" for r in advice.reasons]
+        most = max(2, len(train) // 2)  # every fold validates at least 2 rows
+        if spec["cv"].get("n_splits", 5) > most:
+            spec["cv"]["n_splits"] = most
+            inf.say(f"cv: n_splits {most} (train.csv has only {len(train)} rows)")
     if options:
         spec["options"] = options
     parse_spec(spec, source=f"inferred spec for {slug}")  # what we write must load
@@ -298,6 +327,9 @@ def _check_target(train: pd.DataFrame, col: str, id_col: str, where: str) -> Non
         raise KagtoolsError(f"{where}: target column '{col}' has {len(bad)} missing value(s) "
                             f"(file rows {', '.join(str(r + 2) for r in bad[:3])})")
     n = len(y)
+    if y.nunique() == 1:
+        raise KagtoolsError(f"{where}: target column '{col}' has one value ({plain(y.iloc[0])!r}) in every row: there is "
+                            f"nothing to learn (a constant submission scores the same); check --target")
     if n > 20 and y.nunique() == n:
         values = y.to_numpy()
         sequential = pd.api.types.is_integer_dtype(y) and np.ptp(values) + 1 == n

@@ -281,7 +281,7 @@ def adversarial_auc(train: pd.DataFrame, test: pd.DataFrame, *, id_col: str, tar
         if not pd.api.types.is_numeric_dtype(X[c]):
             # Frequencies, not codes: codes in order of appearance would tell train from test.
             X[c] = X[c].astype(str).map(X[c].astype(str).value_counts(normalize=True))
-    X = X.astype(float)
+    X = X.astype(float).replace([np.inf, -np.inf], np.nan)  # infinities read as missing (the EDA's reading)
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
     pred = np.zeros(len(y))
     gain = pd.Series(0.0, index=cols)
@@ -398,14 +398,16 @@ def advise(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, targe
     advice.scheme = scheme
 
     if drift and test is not None:
+        # The EDA report's call (same function, same seed): both print one figure, to 3 decimals.
         auc, gain = adversarial_auc(train, test, id_col=id_col, target_cols=target_cols, seed=seed)
-        top = list(gain[gain > 0].index[:3])
-        advice.drift_auc, advice.drift_columns = auc, top
-        if auc >= 0.7:
-            reasons.append(f"drift: adversarial validation tells test from train with AUC {auc:.2f} (most by "
-                           f"{', '.join(top)}): the test differs, expect the leaderboard to differ from CV")
+        top = [str(c) for c in gain[gain > 0].index[:3]]
+        if not len(gain):
+            reasons.append("drift: not measured (train or test has fewer than 10 rows, or no shared column)")
         else:
-            reasons.append(f"drift: adversarial validation AUC {auc:.2f}: train and test look alike")
+            advice.drift_auc, advice.drift_columns = auc, top
+            reasons.append(f"drift: adversarial validation tells test from train with AUC {auc:.3f} (most by "
+                           f"{', '.join(top)}): the test differs, expect the leaderboard to differ from CV"
+                           if auc >= 0.7 else f"drift: adversarial validation AUC {auc:.3f}: train and test look alike")
     advice.reasons = reasons
     return advice
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, print_runs
+from kagtools.cli.options import (
+    add_common,
+    command,
+    int_at_least,
+    json_object_arg,
+    n_jobs_arg,
+    open_ctx,
+    print_runs,
+)
 from kagtools.errors import KagtoolsError
 
 __all__ = ["cmd_blend", "cmd_boost"]
@@ -12,7 +20,7 @@ def _blend_options(p) -> None:
     add_common(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--runs", nargs="+", metavar="ID", help="the runs to blend (default: every single-model run)")
-    which.add_argument("--top", type=int, metavar="K", help="blend the K best single-model runs")
+    which.add_argument("--top", type=int_at_least(1), metavar="K", help="blend the K best single-model runs")
     p.add_argument("--method", nargs="+", default=["auto"], metavar="METHOD",
                    help="blend method(s) (see docs/ensembles.md; an unknown one is named with the known ones); "
                         "auto tries them all and draws reports/<slug>/blend.png")
@@ -67,14 +75,16 @@ def _boost_options(p) -> None:
     p.add_argument("--params", help="learner parameters as a JSON object")
     p.add_argument("--learning-rate", type=float, default=0.5, help="shrinkage of the line-searched step")
     p.add_argument("--seed", type=int)
-    p.add_argument("--n-jobs", type=int, default=-1)
+    p.add_argument("--n-jobs", type=n_jobs_arg, default=-1)
 
 
 @command("boost", "fit a second model on a run's OOF residuals within folds (ensemble-level boosting)",
          example="kagtools boost titanic --base logreg-ea8d8500 --model lgbm", options=_boost_options)
 def cmd_boost(args) -> None:
+    from kagtools.core.model_registry import check_params
     from kagtools.ensemble.boost import boost_run
 
+    check_params(args.model, json_object_arg(args.params), task="regression")
     ctx = open_ctx(args)
     base = ctx.run(args.base)
     run = boost_run(ctx.spec, ctx.training_set, ctx.folds, base, root=ctx.root, model=args.model,

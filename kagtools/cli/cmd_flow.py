@@ -7,7 +7,16 @@ import inspect
 import re
 from pathlib import Path
 
-from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, print_runs
+from kagtools.cli.options import (
+    add_common,
+    command,
+    int_at_least,
+    json_object_arg,
+    n_jobs_arg,
+    open_ctx,
+    print_runs,
+    seconds_arg,
+)
 from kagtools.core.registry import did_you_mean
 from kagtools.errors import KagtoolsError
 
@@ -30,8 +39,9 @@ def _cv_options(p):
     p.add_argument("--model", required=True, help="registered model name (see `kagtools models`)")
     p.add_argument("--params", help="model parameters as a JSON object")
     p.add_argument("--seed", type=int)
-    p.add_argument("--n-jobs", type=int, default=-1, help="parallel fold fits (joblib)")
-    p.add_argument("--bag", type=int, default=1, help="repeat the run over N seeds and average (bagging)")
+    p.add_argument("--n-jobs", type=n_jobs_arg, default=-1, help="parallel fold fits (joblib; -1: every core)")
+    p.add_argument("--bag", type=int_at_least(1), default=1,
+                   help="repeat the run over N seeds and average (bagging; 1: no bag)")
     p.add_argument("--bootstrap", action="store_true", help="with --bag: fit each bag on a bootstrap sample")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) to run folds on")
 
@@ -39,12 +49,13 @@ def _cv_options(p):
 @command("cv", "cross-validate one model on the shared folds and write its run",
          example="kagtools cv titanic --model lgbm --params '{\"num_leaves\": 15}'", options=_cv_options)
 def cmd_cv(args) -> None:
+    from kagtools.core.model_registry import check_params
     from kagtools.core.parallel import scheduler_context
-    from kagtools.models import get_model_class
     from kagtools.tuning.tuned import tuned_params
     from kagtools.workflow.context import run_model
 
-    get_model_class(args.model)  # a misspelt model fails now, not after the data is read
+    # A misspelt model or a bad parameter value fails now, not after the data is read.
+    check_params(args.model, json_object_arg(args.params))
     ctx = open_ctx(args)
     params = {**tuned_params(ctx.root, args.model), **json_object_arg(args.params)}
     with scheduler_context(args.scheduler):
@@ -75,10 +86,22 @@ def _submit_options(p):
     p.add_argument("--file", metavar="CSV", help="validate this CSV (made anywhere) against the sample submission "
                                                  "instead of training; with --to-kaggle, upload it")
     p.add_argument("--profile", help="pipeline profile (e.g. smoke, cpu, gpu)")
+    p.add_argument("--preset", choices=("fast", "medium", "best"),
+                   help="train a preset's model zoo instead of the pipeline's MODELS (default without a "
+                        "pipeline module: medium)")
+    p.add_argument("--time-limit", type=seconds_arg, metavar="SECONDS",
+                   help="budget for the whole submit: models that cannot finish in time are abandoned; "
+                        "what finished is blended and submitted")
+    refit = p.add_mutually_exclusive_group()
+    refit.add_argument("--refit", dest="refit", action="store_true", default=None,
+                       help="test predictions from each model refitted on every training row (the CV "
+                            "score stays the folds'); default: the preset's policy")
+    refit.add_argument("--no-refit", dest="refit", action="store_false",
+                       help="test predictions averaged over the fold models, for every model")
     p.add_argument("--no-eda", action="store_true", help="skip the EDA report")
     p.add_argument("--force", action="store_true",
                    help="retrain every model (default: reuse runs whose data, spec, features, code and params are unchanged)")
-    p.add_argument("--n-jobs", type=int, default=-1)
+    p.add_argument("--n-jobs", type=n_jobs_arg, default=-1)
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) to run folds on")
     p.add_argument("--to-kaggle", action="store_true",
                    help="upload the validated file to Kaggle (credentials are checked before any training)")
@@ -88,8 +111,12 @@ def _submit_options(p):
 @command("submit", "EDA, folds, every pipeline model, blend, choose, write a validated submission",
          description="Train the pipeline's models on the shared folds, blend them, choose the best and write\n"
                      "submissions/<slug>/submission.csv, validated against the sample submission. --run submits\n"
-                     "a recorded run; --file validates a CSV of your own. --to-kaggle uploads the file.",
+                     "a recorded run; --file validates a CSV of your own. --to-kaggle uploads the file.\n"
+                     "--preset fast|medium|best trains a preset's models (medium is the default without a\n"
+                     "pipeline module); --time-limit SECONDS spends a budget on them; --refit refits each\n"
+                     "model on all training rows for the test predictions.",
          example="kagtools submit titanic --profile smoke\n"
+                 "  kagtools submit my-comp --preset best --time-limit 600\n"
                  "  kagtools submit titanic --file my.csv --to-kaggle -m 'my features'",
          options=_submit_options)
 def cmd_submit(args) -> None:
@@ -97,6 +124,8 @@ def cmd_submit(args) -> None:
 
     if args.file and args.run:
         raise KagtoolsError("--file and --run both name what to submit; pass one")
+    if args.run and (args.preset or args.time_limit is not None or args.refit is not None):
+        raise KagtoolsError("--run submits a recorded run; --preset, --time-limit and --refit train new ones")
     ctx = open_ctx(args)
     if args.to_kaggle:
         from kagtools.kaggle.api import check_credentials
@@ -106,7 +135,8 @@ def cmd_submit(args) -> None:
         _submit_csv(ctx, args)
         return
     res = submit(ctx, run_id=args.run, profile=args.profile, eda=not args.no_eda, n_jobs=args.n_jobs,
-                 scheduler=args.scheduler, reuse=not args.force)
+                 scheduler=args.scheduler, reuse=not args.force, preset=args.preset, time_limit=args.time_limit,
+                 refit=args.refit)
     print_runs(ctx, res.runs, highlight=res.best.run_id)
     if res.path is None:
         print(f"\nno test set in {ctx.data.data_dir}: CV runs only (best {res.best.run_id}); no submission written")
@@ -117,8 +147,9 @@ def cmd_submit(args) -> None:
         print(f"\nselection-aware CV {ctx.spec.metric} {sel['estimate']:.4f} +- {sel['std']:.4f} (the choice made "
               f"on inner folds, scored on the fold left out, {sel['n_folds']} folds); naive best CV "
               f"{sel['naive']:.4f}")
+    budget = f" of a {res.time_limit:g}s budget" if res.time_limit is not None else ""
     print(f"submission: {res.path}  (run {res.best.run_id}, CV {ctx.spec.metric} {s['cv']:.4f} +- "
-          f"{s.get('cv_std', 0):.4f}; {res.seconds:.1f}s)")
+          f"{s.get('cv_std', 0):.4f}; {res.seconds:.1f}s{budget})")
     if args.to_kaggle:
         from kagtools.kaggle.api import submit_file
 

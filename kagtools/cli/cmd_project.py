@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from kagtools.cli.options import add_common, command, open_ctx
+from kagtools.cli.options import add_common, command, int_at_least, n_jobs_arg, open_ctx
 from kagtools.core.table import format_table
 from kagtools.errors import KagtoolsError
 
@@ -23,8 +23,8 @@ def _init_options(p) -> None:
     p.add_argument("--submission", dest="kind", choices=["labels", "probabilities", "values"],
                    help="what the submission holds")
     p.add_argument("--group", help="keep rows sharing this column's value in one fold")
-    p.add_argument("--n-splits", type=int, help="folds (default 5)")
-    p.add_argument("--n-repeats", type=int, help="repeats of the split (default 3 under 2000 rows, else 1)")
+    p.add_argument("--n-splits", type=int_at_least(2), help="folds (default 5)")
+    p.add_argument("--n-repeats", type=int_at_least(1), help="repeats of the split (default 3 under 2000 rows, else 1)")
     p.add_argument("--train", help="the training CSV's name (default: train.csv)")
     p.add_argument("--test", help="the test CSV's name (default: test.csv)")
     p.add_argument("--sample", help="the sample submission's name (default: the CSV of id plus targets)")
@@ -131,7 +131,7 @@ def _folds_options(p) -> None:
                    help="run the split advisor: groups, time order, imbalance, train/test drift")
     p.add_argument("--compare", action="store_true",
                    help="CV of one model (LightGBM) under the naive and the spec's split")
-    p.add_argument("--n-jobs", type=int, default=-1)
+    p.add_argument("--n-jobs", type=n_jobs_arg, default=-1)
 
 
 @command("folds", "make runs/<slug>/folds.csv from the spec's CV scheme; --explain, --compare",

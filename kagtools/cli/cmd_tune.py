@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from kagtools.cli.options import add_common, command, json_object_arg, open_ctx, print_runs
+from kagtools.cli.options import (
+    add_common,
+    command,
+    int_at_least,
+    json_object_arg,
+    n_jobs_arg,
+    open_ctx,
+    print_runs,
+)
 from kagtools.core.table import format_table
 from kagtools.errors import KagtoolsError
 
@@ -13,13 +21,13 @@ def _tune_options(p) -> None:
     add_common(p)
     p.add_argument("--model", help="registered model name (default: the pipeline's lgbm, else its first "
                                    "model with a search space)")
-    p.add_argument("--trials", type=int, default=50,
+    p.add_argument("--trials", type=int_at_least(1), default=50,
                    help="finished trials the study should have (a rerun continues up to it; default 50)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--storage", help="Optuna storage: a SQLAlchemy URL (postgresql://user:pw@host/db) or "
                                      "journal:PATH (default: sqlite under runs/<slug>/optuna.db)")
     p.add_argument("--study", help="study name (default: <slug>-<model>-<features>-<folds hash>)")
-    p.add_argument("--n-jobs", type=int, default=1, help="workers running trials side by side (processes)")
+    p.add_argument("--n-jobs", type=n_jobs_arg, default=1, help="workers running trials side by side (processes)")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:PORT): run the workers there")
     p.add_argument("--pruner", default="median",
                    help="prune on per-fold scores: median (default), halving or none")
@@ -51,6 +59,10 @@ def cmd_tune(args) -> None:
     from kagtools.tuning.tuned import tuned_params_path
     from kagtools.workflow.pipeline import pipeline_models
 
+    if args.model:  # a misspelt model or a bad fixed value fails now, not after the data is read
+        from kagtools.core.model_registry import check_params
+
+        check_params(args.model, json_object_arg(args.params))
     ctx = open_ctx(args)
     args.model = args.model or _default_model(ctx)
     print(f"tuning {args.model} on {ctx.spec.slug}", flush=True)

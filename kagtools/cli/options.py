@@ -14,6 +14,7 @@ from kagtools.core.registry import Registry
 from kagtools.errors import KagtoolsError
 
 __all__ = ["COMMANDS", "Command", "Parser", "command", "add_common", "open_ctx", "json_object_arg",
+           "slug_arg", "int_at_least", "n_jobs_arg", "seconds_arg",
            "print_runs", "weights_text"]
 
 
@@ -59,17 +60,73 @@ class Parser(argparse.ArgumentParser):
                                                  f"(choose from {', '.join(choices)})")
 
 
+def slug_arg(value: str) -> str:
+    """argparse type of a competition slug: one plain path component (no ``/``, no ``..``)."""
+    from kagtools.core.spec import check_name
+
+    try:
+        return check_name(value, "competition slug")
+    except KagtoolsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """argparse type of a whole number ``>= low``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"{number} is below {low}")
+        return number
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+def seconds_arg(value: str) -> float:
+    """argparse type of a time budget: seconds above 0."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} is not a budget: give seconds above 0")
+    return seconds
+
+
+def n_jobs_arg(value: str) -> int:
+    """argparse type of ``--n-jobs``: joblib's convention, a count of workers or -1 for every core
+    (-2 all but one, ...); 0 is nothing."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number == 0:
+        raise argparse.ArgumentTypeError("0 workers run nothing: give a count, or -1 for every core")
+    return number
+
+
 def add_common(p: argparse.ArgumentParser, *, slug: bool = True) -> None:
     if slug:
-        p.add_argument("slug", help="competition slug, e.g. titanic")
+        p.add_argument("slug", type=slug_arg, help="competition slug, e.g. titanic")
     p.add_argument("--data-dir", help="competition files (default: $KAGTOOLS_DATA_DIR/<slug>, "
                                       "/kaggle/input/<slug>, ./data/<slug>)")
     p.add_argument("--workdir", help="where runs/, reports/ and submissions/ go (default: .)")
+    p.add_argument("--tracking-uri", help="MLflow tracking server or store (default: $MLFLOW_TRACKING_URI, "
+                                          "else sqlite:///<workdir>/runs/mlflow.db); needs kagtools[tracking]")
+    p.add_argument("--no-track", action="store_true",
+                   help="no MLflow mirror, no TensorBoard files (also: KAGTOOLS_NO_TRACK=1)")
 
 
 def open_ctx(args):
+    from kagtools.core.tracking import configure
     from kagtools.workflow.context import open_context
 
+    configure(args.workdir, getattr(args, "slug", None), uri=getattr(args, "tracking_uri", None),
+              enabled=not getattr(args, "no_track", False))
     return open_context(args.slug, data_dir=args.data_dir, workdir=args.workdir)
 
 
@@ -111,6 +168,11 @@ def print_runs(ctx, runs=None, highlight: str | None = None) -> None:
                               "weights"]))
     print("gap +- se: the paired gap to the leader over the shared folds; a gap within about two "
           "standard errors is noise, not a better model.")
+    if runs is None:
+        stale = ctx.stale_runs()
+        if stale:
+            print(f"{len(stale)} stale run(s) hidden: made from data that has changed since "
+                  f"(e.g. {stale[0].run_id}); `kagtools submit {ctx.spec.slug}` retrains them")
 
 
 def weights_text(weights: dict | None, top: int = 3) -> str:

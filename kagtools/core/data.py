@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from kagtools.core.environment import resolve_data_dir
 from kagtools.core.spec import CompetitionSpec
 from kagtools.errors import KagtoolsError
 
-__all__ = ["CompetitionData", "read_csv", "load_competition", "require_columns"]
+__all__ = ["CompetitionData", "file_hash", "plain", "check_targets", "read_csv", "load_competition", "require_columns"]
 
 
 def read_csv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
@@ -42,28 +44,30 @@ def require_columns(df: pd.DataFrame, columns, where: str) -> None:
 
 @dataclass
 class CompetitionData:
-    """The three tables of a tabular competition and where they came from."""
+    """The three tables of a tabular competition and where they came from.
+
+    ``fingerprints`` maps each file read (by its name in the data folder) to a hash of its
+    bytes: any changed value in train.csv, test.csv or the sample tells a current run from a
+    stale one. Files that the tables only point to (images) are not read."""
 
     train: pd.DataFrame
     test: pd.DataFrame | None
     sample_submission: pd.DataFrame | None
     data_dir: Path
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
-def files_hash(data_dir: Path, names) -> str:
-    """A hash of the content of the named files of ``data_dir`` (those that exist), so that any
-    changed value in train.csv or test.csv tells a reused run from a stale one. Files that the
-    tables only point to (images) are not read."""
-    import hashlib
+def plain(value):
+    """A numpy scalar as the Python value it holds, for messages (``1``, not ``np.int64(1)``)."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
 
+
+def file_hash(path: Path) -> str:
+    """A hash of the bytes of ``path``."""
     h = hashlib.sha256()
-    for name in sorted(set(names)):
-        path = Path(data_dir) / name
-        if path.is_file():
-            h.update(name.encode() + b"\0")
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()[:16]
 
 
@@ -86,6 +90,8 @@ def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None =
             raise KagtoolsError(f"{train_path}: target column '{col}' has {len(bad)} missing value(s) "
                                 f"(first at row {int(bad[0]) + 2} of the file)")
     _check_unique_ids(train, spec.id_col, train_path)
+    check_targets(train, spec, train_path)
+    fingerprints = {spec.files.get("train", "train.csv"): file_hash(train_path)}
     test = sample = None
     # Files named in options.optional_files may be absent (a data mirror without a test set).
     present = {k for k in spec.files if k not in spec.options.get("optional_files", ())
@@ -100,13 +106,88 @@ def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None =
             test = pd.concat([pd.Series(range(start, start + len(test)), name=spec.id_col), test], axis=1)
         require_columns(test, [spec.id_col], str(test_path))
         _check_unique_ids(test, spec.id_col, test_path)
+        fingerprints[spec.files["test"]] = file_hash(test_path)
     if "sample_submission" in present:
         sample_path = root / spec.files["sample_submission"]
         sample = read_csv(sample_path)
         require_columns(sample, [spec.id_col], str(sample_path))
         if test is not None:
             _check_same_ids(test[spec.id_col], sample[spec.id_col], test_path, sample_path)
-    return CompetitionData(train=train, test=test, sample_submission=sample, data_dir=root)
+        _check_sample_columns(spec, sample, sample_path, train)
+        fingerprints[spec.files["sample_submission"]] = file_hash(sample_path)
+    return CompetitionData(train=train, test=test, sample_submission=sample, data_dir=root,
+                           fingerprints=fingerprints)
+
+
+def check_targets(train: pd.DataFrame, spec: CompetitionSpec, path: Path) -> None:
+    """Refuse targets the spec's task cannot learn from, naming the column, value and row:
+    fewer rows than folds, one value only, a binary target with other than two values, a
+    classification target with fractional labels or a class too rare to be in every training
+    fold's (stratified) split, a regression target that is not numeric or not finite."""
+    n_splits = spec.cv.n_splits
+    if len(train) < n_splits:
+        raise KagtoolsError(f"{path}: {len(train)} training row(s), fewer than cv.n_splits = {n_splits}; "
+                            f"kagtools needs at least {n_splits} rows (or fewer folds in the spec's [cv])")
+    for col in spec.target_cols:
+        y = train[col]
+        if spec.task == "multitarget":
+            continue
+        values = pd.unique(y)
+        if len(values) == 1:
+            raise KagtoolsError(f"{path}: target column '{col}' has one value ({plain(values[0])!r}) in every row: "
+                                f"there is nothing to learn (a constant submission scores the same)")
+        if spec.task == "regression":
+            numeric = pd.to_numeric(y, errors="coerce")
+            bad = y.index[numeric.isna() | ~np.isfinite(numeric.fillna(0).to_numpy(dtype=float))]
+            if len(bad):
+                raise KagtoolsError(f"{path}: target column '{col}' of a regression task has the value "
+                                    f"{plain(y[bad[0]])!r} at row {int(bad[0]) + 2} of the file (not a finite number)")
+            continue
+        if pd.api.types.is_float_dtype(y):
+            frac = y.index[y.to_numpy() != np.round(y.to_numpy())]
+            if len(frac):
+                raise KagtoolsError(f"{path}: target column '{col}' has the value {plain(y[frac[0]])!r} at row "
+                                    f"{int(frac[0]) + 2} of the file, but the task is {spec.task} (whole class "
+                                    f"labels only); fix the label, or make the task regression in the spec")
+        counts = y.value_counts()
+        if spec.task == "binary" and len(counts) == 2 and counts.iloc[-1] < 2:
+            raise KagtoolsError(f"{path}: target column '{col}' has a single row of class {plain(counts.index[-1])!r}: "
+                                f"the fold that validates it trains on one class only; a binary model needs at "
+                                f"least 2 rows of each class")
+        rare = counts[counts < n_splits]
+        if len(rare) and spec.cv.stratify:
+            print(f"warning: {path.name}: class {plain(rare.index[0])!r} of '{col}' has {int(rare.iloc[0])} row(s), fewer "
+                  f"than the {n_splits} folds: some validation folds lack it, and where no training row has it the "
+                  f"model gives it probability 0; merge rare classes or use fewer folds if that matters", flush=True)
+        if spec.task == "binary" and len(values) > 2:
+            counts = y.value_counts()
+            odd = counts.index[-1]
+            row = int(y.index[y == odd][0]) + 2
+            raise KagtoolsError(f"{path}: target column '{col}' has {len(values)} values "
+                                f"({', '.join(repr(plain(v)) for v in sorted(counts.index, key=str)[:6])}) but the task is "
+                                f"binary; the rarest, {plain(odd)!r}, is first at row {row} of the file: fix it, or make the "
+                                f"task multiclass in the spec")
+
+
+
+def _check_sample_columns(spec: CompetitionSpec, sample: pd.DataFrame, path: Path, train: pd.DataFrame) -> None:
+    """The sample's prediction columns must be what the spec predicts: one per target (or, for
+    multiclass probabilities, one per class); an extra column would have nothing to fill it."""
+    values = [c for c in sample.columns if c != spec.id_col]
+    if spec.task == "multiclass" and spec.submission_kind == "probabilities":
+        classes = {str(c) for c in pd.unique(train[spec.target])}
+        extra = [c for c in values if str(c) not in classes]
+        what = f"one column per class of '{spec.target}'"
+    else:
+        want = len(spec.target_cols)
+        extra = values[want:]
+        what = f"{want} prediction column(s)"
+    if extra:
+        raise KagtoolsError(f"{path}: column '{extra[0]}' is not a prediction of this competition (the spec "
+                            f"predicts {what}: {', '.join(map(str, values[:len(values) - len(extra)])) or 'none'}); "
+                            f"remove the column from the sample, or fix the spec's target_cols")
+    if not values:
+        raise KagtoolsError(f"{path}: no prediction column beside the id '{spec.id_col}'")
 
 
 def _check_unique_ids(df: pd.DataFrame, id_col: str, path: Path) -> None:

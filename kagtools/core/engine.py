@@ -25,14 +25,15 @@ from sklearn.base import clone
 
 from kagtools.core.folds import Folds
 from kagtools.core.metrics import get_metric
-from kagtools.core.model_registry import fold_seed, make_model
+from kagtools.core.model_registry import fold_seed, make_model, seed_params
 from kagtools.core.progress import progress
 from kagtools.core.runs import Run, RunRecord, make_run_id, pred_columns, provenance, write_run
 from kagtools.core.spec import CompetitionSpec
 from kagtools.errors import KagtoolsError
 
-__all__ = ["TrainingSet", "Fold", "FoldOutput", "FoldResult", "FoldCallback", "FoldRun", "encode_target",
-           "score_oof", "fold_frames", "fit_model_fold", "run_folds", "cross_validate", "squeeze"]
+__all__ = ["TrainingSet", "Fold", "FoldOutput", "FoldResult", "FoldCallback", "FoldRun", "OutOfTime", "Deadline",
+           "encode_target", "score_oof", "fold_frames", "fit_model_fold", "run_folds", "refit_params", "refit_full",
+           "cross_validate", "squeeze"]
 
 
 @dataclass
@@ -73,6 +74,16 @@ class TrainingSet:
                                                     valid_idx)
         return self._fold_cache[key]
 
+    def full_frames(self, folds_hash: str, y: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """``(X, X_test)`` for a refit on every training row: fold features fitted on all of them."""
+        if self.fold_features is None:
+            return self.X, self.X_test
+        if ("full", folds_hash) not in self._fold_cache:
+            ff = clone(self.fold_features)
+            X = ff.fit_transform(self.X, y)
+            self._fold_cache["full", folds_hash] = X, ff.transform(self.X_test) if self.X_test is not None else None
+        return self._fold_cache["full", folds_hash]
+
     def _test_frame(self, folds_hash: str, y: np.ndarray) -> pd.DataFrame | None:
         """The test rows' fold features fitted once on every training row."""
         if self.X_test is None:
@@ -112,16 +123,22 @@ def score_oof(spec: CompetitionSpec, oof: pd.DataFrame, y_enc: np.ndarray, ids: 
         repeat_scores.append(score(part))
         fold_scores += [{"repeat": int(r), "fold": int(f), "score": score(fpart)}
                         for f, fpart in part.groupby("fold", sort=True)]
-    fs = np.array([f["score"] for f in fold_scores])
-    return {
+    fs = np.array([f["score"] for f in fold_scores], dtype=float)
+    finite = fs[np.isfinite(fs)]
+    out = {
         "metric": metric.name,
         "greater_is_better": metric.greater_is_better,
         "cv": float(np.mean(repeat_scores)),
-        "cv_std": float(fs.std(ddof=1)) if len(fs) > 1 else 0.0,
+        "cv_std": float(finite.std(ddof=1)) if len(finite) > 1 else 0.0,
         "repeat_std": float(np.std(repeat_scores, ddof=1)) if len(repeat_scores) > 1 else 0.0,
         "repeats": [float(s) for s in repeat_scores],
         "folds": fold_scores,
     }
+    if len(finite) < len(fs):
+        # e.g. ROC AUC on a validation fold holding one class: recorded as null, said why.
+        out["undefined_folds"] = (f"{metric.name} is undefined on {len(fs) - len(finite)} of {len(fs)} validation "
+                                  f"folds (too few classes or rows in them): recorded as null and left out of cv_std")
+    return out
 
 
 def fold_frames(fold_features, X, y, X_test, train_idx, valid_idx):
@@ -181,6 +198,48 @@ class FoldCallback:
         """Called when a fold has been fitted and scored."""
 
 
+class OutOfTime(KagtoolsError):
+    """Raised by :class:`Deadline` when a run's remaining folds cannot finish in time."""
+
+    def __init__(self, message: str, *, fold_seconds: float | None = None):
+        super().__init__(message)
+        self.fold_seconds = fold_seconds  # the mean seconds of a fold so far (None before the first)
+
+
+class Deadline(FoldCallback):
+    """Stop a run, by raising :class:`OutOfTime`, as soon as it cannot finish by ``deadline``
+    (a :func:`time.monotonic` time).
+
+    After each fold the rest of the run is estimated from the mean fold time so far (the first
+    fold's time after the first fold); ``extra_folds`` is work left after the last fold, in folds
+    (a refit on every row is about one fold's work). A run that would overrun is abandoned before
+    its next fold starts, so the budget is overrun by one fold at most, and only when a fold is
+    slower than the ones before it.
+    """
+
+    order = -100  # before any other callback: no point in reporting a fold of an abandoned run
+
+    def __init__(self, deadline: float, *, extra_folds: float = 0.0):
+        self.deadline = deadline
+        self.extra_folds = extra_folds
+        self.seconds_: list[float] = []
+
+    def before_fold(self, fold: Fold, model: Any) -> None:
+        now = time.monotonic()
+        mean = float(np.mean(self.seconds_)) if self.seconds_ else 0.0
+        if now >= self.deadline or (self.seconds_ and now + mean > self.deadline):
+            raise OutOfTime(f"fold {fold.index + 1}/{fold.n_folds} would end after the deadline",
+                            fold_seconds=mean or None)
+
+    def after_fold(self, result: FoldResult) -> None:
+        self.seconds_.append(result.seconds)
+        left = result.fold.n_folds - result.fold.index - 1 + self.extra_folds
+        need = float(np.mean(self.seconds_)) * left
+        if time.monotonic() + need > self.deadline:
+            raise OutOfTime(f"{left:g} more folds need ~{need:.1f}s, {max(self.deadline - time.monotonic(), 0):.1f}s "
+                            "left", fold_seconds=float(np.mean(self.seconds_)))
+
+
 FoldFn = Callable[[Any, Fold, tuple | None], FoldOutput]
 
 
@@ -207,9 +266,33 @@ class FoldRun:
     wall_seconds: float
 
 
-def _timed(fit_fold: FoldFn, model, fold: Fold, frames) -> tuple[FoldOutput, float]:
+def _class_columns(pred: np.ndarray | None, model, present: np.ndarray, n_classes: int) -> np.ndarray | None:
+    """Multiclass predictions with one column per class of the competition: a class absent from
+    the fold's training rows is a zero column (the model never saw it), the others are placed by
+    the fitted model's ``classes_`` (encoded ``0..K-1``), else by the classes present in training."""
+    if pred is None or pred.ndim != 2 or pred.shape[1] == n_classes:
+        return pred
+    fitted = getattr(model, "classes_", None)
+    where = np.asarray(fitted if fitted is not None and len(fitted) == pred.shape[1] else present).astype(int)
+    if len(where) != pred.shape[1]:
+        raise KagtoolsError(f"a fold's model predicts {pred.shape[1]} class columns; the competition has "
+                            f"{n_classes} classes and the fold's training rows {len(present)}")
+    full = np.zeros((len(pred), n_classes))
+    full[:, where] = pred
+    return full
+
+
+def _timed(fit_fold: FoldFn, model, fold: Fold, frames, present: np.ndarray | None = None,
+           n_classes: int = 0) -> tuple[FoldOutput, float]:
+    from kagtools.core.tracking import fold_scope
+
     start = time.perf_counter()
-    out = fit_fold(model, fold, frames)
+    with fold_scope(getattr(model, "registered_name", type(model).__name__), fold.repeat, fold.fold):
+        out = fit_fold(model, fold, frames)
+    if present is not None:
+        out.valid = _class_columns(np.asarray(out.valid, dtype=float), out.model, present, n_classes)
+        if out.test is not None:
+            out.test = _class_columns(np.asarray(out.test, dtype=float), out.model, present, n_classes)
     return out, time.perf_counter() - start
 
 
@@ -245,6 +328,11 @@ def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, 
                                             fold.valid_idx)
         return X_tr, y_enc[fold.train_idx], X_va, y_enc[fold.valid_idx], X_te if predict_test else None
 
+    multiclass = spec.task == "multiclass" and classes is not None
+
+    def present(fold: Fold):  # the encoded classes of the fold's training rows (multiclass only)
+        return np.unique(y_enc[fold.train_idx]) if multiclass else None
+
     def models():
         for fold in fold_list:
             m = clone(model).set_params(**fold_seed(model, seed, fold.repeat, fold.fold))
@@ -258,7 +346,7 @@ def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, 
     if n_jobs == 1:
         scores: list[float] = []
         for fold, m in progress(models(), total=len(fold_list), desc=desc):
-            out, secs = _timed(fit_fold, m, fold, frames_of(fold))
+            out, secs = _timed(fit_fold, m, fold, frames_of(fold), present(fold), len(cols))
             results.append((out, secs))
             if callbacks:
                 scores.append(metric(y_enc[fold.valid_idx], out.valid))
@@ -266,7 +354,8 @@ def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, 
                 for cb in callbacks:
                     cb.after_fold(result)
     else:
-        jobs = (joblib.delayed(_timed)(fit_fold, m, fold, frames_of(fold)) for fold, m in models())
+        jobs = (joblib.delayed(_timed)(fit_fold, m, fold, frames_of(fold), present(fold), len(cols))
+                for fold, m in models())
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
         results = list(progress(parallel(jobs), total=len(fold_list), desc=desc))
 
@@ -288,15 +377,66 @@ def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, 
                    wall_seconds=time.perf_counter() - start)
 
 
+def refit_params(model, fitted: Sequence, scale: float) -> dict[str, Any]:
+    """The parameters that change for a refit on every training row: ``refit_params(n)`` of a
+    model whose fold fits early-stopped (``best_iteration_``), ``n`` their mean scaled by
+    ``scale`` (all training rows over a fold's); ``{}`` for any other model (same parameters)."""
+    best = [getattr(m, "best_iteration_", None) for m in fitted]
+    if not best or any(b is None for b in best) or not hasattr(model, "refit_params"):
+        return {}
+    return dict(model.refit_params(max(1, int(round(float(np.mean(best)) * scale)))))
+
+
+def refit_full(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, seed: int,
+               fitted: Sequence = (), y_enc: np.ndarray | None = None) -> tuple[np.ndarray, Any, dict[str, Any]]:
+    """Fit ``model`` (unfitted) on every training row and predict the test rows.
+
+    Fold features are fitted on all training rows (:meth:`TrainingSet.full_frames`); rounds come
+    from the fold models ``fitted`` (:func:`refit_params`). Returns the test predictions, the
+    fitted model and what the run records of the refit (the changed parameters, the scale).
+    """
+    if data.X_test is None:
+        raise KagtoolsError("refit: the training set has no test rows to predict")
+    if y_enc is None:
+        y_enc, _ = encode_target(spec, data.y)
+    train_sizes = [len(tr) for _, _, tr, _ in folds.splits(data.ids)]
+    scale = len(y_enc) / float(np.mean(train_sizes))
+    changed = refit_params(model, fitted, scale)
+    m = clone(model).set_params(**changed, **seed_params(model, seed))
+    X, X_test = data.full_frames(folds.hash, y_enc)
+    m.fit(X, y_enc)
+    test = np.asarray(m.predict_scores(X_test), dtype=float)  # every class is among all training rows
+    return test, m, {"refit": True, "refit_params": changed, "refit_scale": round(scale, 6)}
+
+
 def cross_validate(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model_name: str,
                    params: dict[str, Any] | None = None, *, root: Path, seed: int | None = None,
                    n_jobs: int = 1, save_models: bool = True, run_id: str | None = None,
-                   kind: str = "cv", details: dict[str, Any] | None = None, inputs: str | None = None) -> Run:
-    """Fit ``model_name`` on every fold, write the run (OOF + test + run.json) and return it."""
+                   kind: str = "cv", details: dict[str, Any] | None = None, inputs: str | None = None,
+                   refit: bool = False, callbacks: Sequence[FoldCallback] = ()) -> Run:
+    """Fit ``model_name`` on every fold, write the run (OOF + test + run.json) and return it.
+
+    With ``refit`` the test predictions come from the model refitted on every training row
+    (:func:`refit_full`) instead of the mean of the fold models; the run records ``refit: true``.
+    ``callbacks`` see every fold (:class:`Deadline` stops a run that cannot finish in time; a
+    stopped run writes nothing).
+    """
     params = dict(params or {})
     seed = spec.cv.seed if seed is None else seed
     model = make_model(model_name, params, task=spec.task, seed=seed)
-    res = run_folds(spec, data, folds, model, seed=seed, n_jobs=n_jobs, desc=f"{model_name} folds")
+    details = dict(details or {})
+    res = run_folds(spec, data, folds, model, seed=seed, n_jobs=n_jobs, callbacks=callbacks,
+                    predict_test=not refit, desc=f"{model_name} folds")
+    fitted = [o.model for o in res.outputs]
+    test = res.test
+    if refit and data.X_test is not None:
+        start = time.perf_counter()
+        preds, full_model, info = refit_full(spec, data, folds, model, seed=seed, fitted=fitted, y_enc=res.y_enc)
+        test = pd.DataFrame(_as_2d(preds), columns=res.pred_cols)
+        test.insert(0, "id", data.test_ids.to_numpy())
+        fitted = [*fitted, full_model]
+        details.update(info, refit_seconds=round(time.perf_counter() - start, 3))
+        res.wall_seconds += details["refit_seconds"]
     record = RunRecord(
         run_id=run_id or make_run_id(model_name, params, seed, folds.hash, data.name),
         slug=spec.slug, kind=kind, model=model_name, params=params, seed=seed, task=spec.task,
@@ -305,8 +445,7 @@ def cross_validate(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model
         columns=[str(c) for c in getattr(data.X, "columns", [])], inputs=inputs,
         folds_hash=folds.hash, cv_scheme=folds.scheme,
         scores=score_oof(spec, res.oof, res.y_enc, data.ids, res.pred_cols),
-        fold_seconds=res.fold_seconds, wall_seconds=res.wall_seconds, details=dict(details or {}),
+        fold_seconds=res.fold_seconds, wall_seconds=res.wall_seconds, details=details,
         provenance=provenance(data_fingerprint=folds.fingerprint))
-    fitted = [o.model for o in res.outputs]
     extra = {"models.joblib": lambda p: joblib.dump(fitted, p, compress=3)} if save_models else {}
-    return write_run(root, record, oof=res.oof, test=res.test, extra_files=extra)
+    return write_run(root, record, oof=res.oof, test=test, extra_files=extra)

@@ -9,7 +9,10 @@ extra      packages                                    for
 vision     torch, torchvision, timm, pillow            image models (timm, the digits CNN)
 text       torch, transformers                         cross-encoders, phrase embeddings
 recsys     torch                                       the torch collaborative filters
+tabular    torch                                       the tabular neural net (tabular_nn)
+gbm        catboost, xgboost                           the CatBoost and XGBoost models
 scale      dask[distributed], psycopg2-binary          Dask folds, PostgreSQL tuning studies
+tracking   mlflow, tensorboard                         MLflow experiment tracking, TensorBoard curves
 all        every extra above
 =========  ==========================================  ====================================
 """
@@ -28,7 +31,10 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "vision": ("torch", "torchvision", "timm", "PIL"),
     "text": ("torch", "transformers", "tokenizers", "safetensors"),
     "recsys": ("torch",),
+    "tabular": ("torch",),
+    "gbm": ("catboost", "xgboost"),
     "scale": ("dask", "distributed", "psycopg2", "psycopg"),
+    "tracking": ("mlflow", "tensorboard"),
 }
 
 #: registered model -> the extra it needs (models not listed need only the core install)
@@ -39,6 +45,9 @@ MODEL_EXTRAS: dict[str, str] = {
     "cf_neural": "recsys",
     "hf_cross_encoder": "text",
     "hf_group_cross_encoder": "text",
+    "tabular_nn": "tabular",
+    "catboost": "gbm",
+    "xgboost": "gbm",
 }
 
 

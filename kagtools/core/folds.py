@@ -8,6 +8,7 @@ own hash. Pointed at other data or another scheme, the folds are rebuilt, never 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from kagtools.core.registry import Registry
 from kagtools.core.spec import CompetitionSpec, CVScheme
 from kagtools.errors import KagtoolsError
 
-__all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "recorded_folds", "TARGETS_FILE", "data_fingerprint", "time_ordered"]
+__all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "recorded_folds", "TARGETS_FILE", "data_fingerprint", "changed_files", "time_ordered"]
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,36 @@ class Folds:
                 yield r, f, train, valid
 
 
-def data_fingerprint(train: pd.DataFrame, spec: CompetitionSpec) -> str:
-    """A hash of the training table's ids, targets and columns (not of its path)."""
+def data_fingerprint(train: pd.DataFrame, spec: CompetitionSpec, files: dict[str, str] | None = None) -> str:
+    """A hash of the training table's ids, targets and columns (not of its path) and, when
+    given, of the data files' content (``CompetitionData.fingerprints``): runs made on data
+    whose content has changed since are stale even where the folds are the same."""
     h = hashlib.sha256()
     h.update(",".join(map(str, train.columns)).encode())
     h.update(pd.util.hash_pandas_object(train[[spec.id_col, *spec.target_cols]], index=False).values.tobytes())
+    if files:
+        h.update(json.dumps(files, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+#: ``runs/<slug>/data.json``: each data fingerprint seen, with its files' hashes, so a stale run
+#: can be told apart by what changed.
+DATA_LEDGER = "data.json"
+
+
+def changed_files(run_root: Path, old: str | None, new: dict[str, str]) -> list[str]:
+    """The data files whose content differs between fingerprint ``old`` (from the ledger) and the
+    current files ``new``; every current file when ``old`` was never recorded."""
+    path = run_root / DATA_LEDGER
+    seen = read_json(path).get(old or "", {}) if path.is_file() else {}
+    return sorted(name for name in {*seen, *new} if seen.get(name) != new.get(name)) if seen else sorted(new)
+
+
+def _record_fingerprint(run_root: Path, fingerprint: str, files: dict[str, str]) -> None:
+    path = run_root / DATA_LEDGER
+    ledger = read_json(path) if path.is_file() else {}
+    if ledger.get(fingerprint) != files:
+        write_json(path, {**ledger, fingerprint: files})
 
 
 def _stratify_labels(train: pd.DataFrame, cv: CVScheme, spec: CompetitionSpec) -> np.ndarray | None:
@@ -140,8 +165,13 @@ def make_folds(train: pd.DataFrame, spec: CompetitionSpec) -> pd.DataFrame:
         X = np.zeros((len(train), 1))
         split_y = y[order] if y is not None else None
         split_g = groups[order] if groups is not None else None
-        for f, (_, valid) in enumerate(splitter.split(X, split_y, split_g)):
-            fold[order[valid]] = f
+        try:
+            for f, (_, valid) in enumerate(splitter.split(X, split_y, split_g)):
+                fold[order[valid]] = f
+        except ValueError as exc:  # e.g. more folds than rows, groups or members of every class
+            raise KagtoolsError(f"cv: {cv.splitter} with n_splits = {cv.n_splits} cannot split these "
+                                f"{len(train)} rows ({str(exc).strip().splitlines()[0]}); set fewer folds in "
+                                f"the spec's [cv]") from None
         frames.append(pd.DataFrame({"id": train[spec.id_col].to_numpy(), "repeat": r, "fold": fold}))
     return pd.concat(frames, ignore_index=True)
 
@@ -173,11 +203,16 @@ def recorded_folds(run_root: Path, scheme: dict, fingerprint: str | None = None)
     return Folds(table=pd.read_csv(path), scheme=scheme, hash=meta.get("hash"), fingerprint=meta.get("data"))
 
 
-def ensure_folds(train: pd.DataFrame, spec: CompetitionSpec, run_root: Path, *, rebuild: bool = False) -> Folds:
-    """Load ``folds.csv`` if it was made from this data and scheme; otherwise (re)build it."""
+def ensure_folds(train: pd.DataFrame, spec: CompetitionSpec, run_root: Path, *, rebuild: bool = False,
+                 files: dict[str, str] | None = None) -> Folds:
+    """Load ``folds.csv`` if it was made from this data and scheme; otherwise (re)build it.
+
+    ``files`` (the data files' content hashes) go into the fingerprint every run records."""
     path, meta_path = run_root / "folds.csv", run_root / "folds.json"
     scheme = spec.cv.as_dict()
-    fingerprint = data_fingerprint(train, spec)
+    fingerprint = data_fingerprint(train, spec, files)
+    if files:
+        _record_fingerprint(run_root, fingerprint, files)
     folds = None if rebuild else recorded_folds(run_root, scheme, fingerprint)
     targets = run_root / TARGETS_FILE  # what blending recorded runs needs without the data folder
     if not targets.is_file() or folds is None:

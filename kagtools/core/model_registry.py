@@ -2,9 +2,9 @@
 
 Models are scikit-learn-style estimators registered by name (``@register_model("lgbm")`` in
 :mod:`kagtools.models`). Each declares the tasks it supports (``tasks``, checked when it is
-registered). Torch-backed models are indexed by name in :data:`LAZY_MODELS`, so that looking
-up a classical model never imports torch; the contract tests check the index against what the
-modules register.
+registered). Models backed by torch or another optional package (CatBoost, XGBoost) are
+indexed by name in :data:`LAZY_MODELS`, so that looking up a classical model never imports them;
+the contract tests check the index against what the modules register.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from kagtools.core.task import Task
 from kagtools.errors import KagtoolsError
 
 __all__ = ["MODELS", "LAZY_MODELS", "register_model", "get_model_class", "create_model", "make_model",
-           "list_models", "seed_params", "fold_seed"]
+           "list_models", "check_params", "seed_params", "fold_seed"]
 
 # Modules without torch: loaded on the first lookup.
 EAGER_MODULES = ("kagtools.models.tabular", "kagtools.models.bag", "kagtools.models.recsys",
                  "kagtools.models.phrase_lgbm")
-# Models whose modules import torch (and timm/transformers): loaded only when asked for by name.
+# Models whose modules import torch (and timm/transformers) or catboost/xgboost: loaded only
+# when asked for by name.
 LAZY_MODELS = {
     "digit_cnn": "kagtools.models.cnn",
     "timm_classifier": "kagtools.models.image_classifier",
@@ -29,6 +30,9 @@ LAZY_MODELS = {
     "cf_neural": "kagtools.models.recsys_nets",
     "hf_cross_encoder": "kagtools.models.cross_encoder",
     "hf_group_cross_encoder": "kagtools.models.cross_encoder",
+    "catboost": "kagtools.models.boosters",
+    "xgboost": "kagtools.models.boosters",
+    "tabular_nn": "kagtools.models.tabular_nn",
 }
 
 
@@ -74,6 +78,33 @@ def create_model(name: str, **params: Any):
         raise KagtoolsError(f"model '{name}' has no parameter(s) {', '.join(unknown)}"
                             f"{did_you_mean(unknown[0], list(valid))} (has: {', '.join(sorted(valid))})")
     return cls(**params)
+
+
+def check_params(name: str, params: dict[str, Any], *, task: str | None = None) -> None:
+    """Refuse bad parameters of model ``name`` before any data is read, in one line: unknown
+    names, a string or bool where the model takes a number, and whatever the model's own
+    ``check_params()`` refuses (scikit-learn's parameter constraints, LightGBM's checks)."""
+    cls = get_model_class(name)
+    defaults = cls().get_params(deep=False)
+    model = create_model(name, **params)
+    for key, value in params.items():
+        default = defaults[key]
+        number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if number and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise KagtoolsError(f"model '{name}': parameter '{key}' must be a number (default {default!r}), "
+                                f"got {value!r}")
+    if task is not None and "task" in defaults:
+        model.set_params(task=str(task))
+    check = getattr(model, "check_params", None)
+    if check is None:
+        return
+    try:
+        check()
+    except KagtoolsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the model's own message, on one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KagtoolsError(f"model '{name}': bad parameter value in {params}: {reason}") from None
 
 
 def seed_params(model, seed: int) -> dict[str, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import platform
 import subprocess
@@ -26,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kagtools.core.io import atomic_dir, read_json, write_json
-from kagtools.core.spec import CompetitionSpec
+from kagtools.core.io import atomic_dir, read_json, strict_json, wait_for, write_json
+from kagtools.core.spec import CompetitionSpec, check_name
 from kagtools.errors import KagtoolsError
 
 __all__ = ["Run", "RunRecord", "RUN_KINDS", "pred_columns", "provenance", "inputs_hash", "write_run", "load_run",
@@ -37,7 +36,7 @@ RUN_KINDS = ("cv", "bag", "boost", "blend")
 
 
 def run_root(workdir: Path, slug: str) -> Path:
-    return Path(workdir) / "runs" / slug
+    return Path(workdir) / "runs" / check_name(slug, "competition slug")
 
 
 def pred_columns(spec: CompetitionSpec, classes: list | None = None) -> list[str]:
@@ -90,7 +89,7 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         """A strict-JSON dict: NaN and infinities become ``null``."""
-        return _strict(dataclasses.asdict(self))
+        return strict_json(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, where: str = "run.json") -> RunRecord:
@@ -107,16 +106,6 @@ class RunRecord:
     def score(self) -> float:
         """The score runs are ranked by: the nested score where a blend has one, else CV mean."""
         return self.scores.get("nested", self.scores["cv"])
-
-
-def _strict(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    return obj
 
 
 def provenance(*, data_fingerprint: str | None = None) -> dict[str, Any]:
@@ -189,7 +178,11 @@ def write_run(root: Path, record: RunRecord, *, oof: pd.DataFrame, test: pd.Data
         for name, writer in (extra_files or {}).items():
             writer(tmp / name)
         write_json(tmp / "run.json", record.to_json())
-    return Run(path=root / record.run_id, record=record)
+    run = Run(path=root / record.run_id, record=record)
+    from kagtools.core.tracking import log_run  # the MLflow mirror of runs/ (queued, never raises)
+
+    log_run(run)
+    return run
 
 
 def read_record(path: Path) -> RunRecord:
@@ -198,8 +191,8 @@ def read_record(path: Path) -> RunRecord:
 
 
 def load_run(root: Path, run_id: str) -> Run:
-    path = root / run_id
-    if not (path / "run.json").is_file():
+    path = root / check_name(run_id, "run id")
+    if not (wait_for(path) and (path / "run.json").is_file()):
         known = ", ".join(r.run_id for r in list_runs(root)) or "none"
         raise KagtoolsError(f"no run '{run_id}' under {root} (runs: {known})")
     return Run(path=path, record=read_record(path))

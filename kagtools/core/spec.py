@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from kagtools.core.environment import shipped_dir
 from kagtools.core.task import TASKS, Task
 from kagtools.errors import KagtoolsError
 
-__all__ = ["CVScheme", "CompetitionSpec", "load_spec", "spec_path", "list_specs", "parse_spec", "spec_to_toml", "TASKS", "Task"]
+__all__ = ["CVScheme", "CompetitionSpec", "load_spec", "spec_path", "list_specs", "parse_spec", "spec_to_toml", "check_name", "TASKS", "Task"]
 
 SUBMISSION_KINDS = ("labels", "probabilities", "values")
 
@@ -35,6 +36,16 @@ class CVScheme:
     group: str | None = None
     time: str | None = None
     stratify_bins: int = 10
+
+    def __post_init__(self) -> None:
+        for key, low in (("n_splits", 2), ("n_repeats", 1), ("stratify_bins", 2), ("seed", 0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise KagtoolsError(f"cv.{key} must be a whole number >= {low}, got {value!r}")
+        for key in ("splitter", "stratify", "group", "time"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise KagtoolsError(f"cv.{key} must be a column or class name (a string), got {value!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -61,6 +72,7 @@ class CompetitionSpec:
     data_dir: str | None = None  # where `kagtools init` read the files; relative: to the project folder
 
     def __post_init__(self) -> None:
+        check_name(self.slug, "competition slug")
         object.__setattr__(self, "task", Task.parse(self.task, where=f"spec '{self.slug}': task"))
 
     @property
@@ -91,6 +103,19 @@ class CompetitionSpec:
         return self.files[key]
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_name(name: Any, what: str) -> str:
+    """``name`` if it is safe as one path component (a slug, a run id): letters, digits, ``.``,
+    ``_`` and ``-``, not starting with a dot; else one line saying so. Every artifact of a
+    competition lives under folders named by its slug, so a slug like ``../x`` would escape them."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise KagtoolsError(f"{what} {name!r} is not a plain name: use letters, digits, '.', '_' and '-' "
+                            f"(no '/', no '..', not starting with '.')")
+    return name
+
+
 def _spec_dirs(workdir: Path | None = None) -> list[Path]:
     """The project folder's ``competitions/`` (the working directory), then the shipped specs."""
     dirs = [(workdir or Path.cwd()) / "competitions", shipped_dir("competitions")]
@@ -102,6 +127,7 @@ def _spec_dirs(workdir: Path | None = None) -> list[Path]:
 
 
 def spec_path(slug: str, workdir: Path | None = None) -> Path | None:
+    check_name(slug, "competition slug")
     for d in _spec_dirs(workdir):
         p = d / f"{slug}.toml"
         if p.is_file():
@@ -154,12 +180,19 @@ def parse_spec(data: dict[str, Any], *, source: str = "<dict>", path: Path | Non
         submission_kind=kind,
         submission_columns=tuple(sub.get("columns", ())),
         submission_dtypes=dict(sub.get("dtypes", {})),
-        cv=CVScheme(**cv_table),
+        cv=_cv_scheme(cv_table, source),
         pipeline=data.get("pipeline"),
         options=dict(data.get("options", {})),
         path=path,
         data_dir=data.get("data_dir"),
     )
+
+
+def _cv_scheme(table: dict[str, Any], source: str) -> CVScheme:
+    try:
+        return CVScheme(**table)
+    except KagtoolsError as exc:
+        raise KagtoolsError(f"{source}: {exc}; fix [cv] in the spec") from None
 
 
 def load_spec(slug_or_path: str | os.PathLike, workdir: Path | None = None) -> CompetitionSpec:

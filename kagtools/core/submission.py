@@ -69,6 +69,8 @@ def _declared(sample: pd.DataFrame, spec: CompetitionSpec) -> pd.DataFrame:
     for col, dtype in spec.submission_dtypes.items():
         if col in sample.columns and dtype.startswith("float"):
             sample[col] = sample[col].astype(dtype)
+        elif col in sample.columns and dtype in ("str", "bool") and col != spec.id_col:
+            sample[col] = sample[col].astype(object)  # placeholders in the sample; class names in the file
     return sample
 
 

@@ -120,6 +120,12 @@ class ImageClassifierBase(ClassifierMixin, BaseEstimator):
         self.train_images_per_s_ = len(images) * len(self.history_) / max(sum(h["seconds"] for h in self.history_), 1e-9)
         return self
 
+    def learner_for(self, X, y) -> tuple[Learner, torch.Tensor, torch.Tensor]:
+        """The learner ``fit`` would train, with the training images and targets (for the
+        batch-size finder, :mod:`kagtools.dl.batch_size`); nothing is trained."""
+        learner, images, targets, _ = self._setup(X, y)
+        return learner, images, targets
+
     def lr_find(self, X, y, **kwargs) -> LRFinderResult:
         """The learning-rate sweep of this model on ``(X, y)`` with its training augmentation
         (all layers trainable, final size); nothing is kept. ``kwargs`` go to ``Learner.lr_find``."""

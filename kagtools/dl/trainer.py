@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "Learner", "LRFinderResult", "TrainContext", "Callback", "EarlyStopping", "BestCheckpoint",
+    "Learner", "LRFinderResult", "TrainContext", "Callback", "EarlyStopping", "BestCheckpoint", "TensorBoardLogger",
     "StopTraining", "get_device", "seed_everything", "to_device", "set_trainable", "freeze_body",
     "inner_holdout",
 ]
@@ -209,6 +209,48 @@ class BestCheckpoint(Callback):
             ctx.learner.model.load_state_dict(self.state)
 
 
+class TensorBoardLogger(Callback):
+    """Write the training curves of one fold to TensorBoard event files in ``log_dir``.
+
+    Per step (batch): ``step/train_loss`` and ``step/lr``; per epoch: ``epoch/train_loss``,
+    ``epoch/valid_loss``, ``epoch/metric`` and ``epoch/lr``. Steps and epochs continue across
+    the trainings of one learner (``fine_tune``'s frozen and unfrozen phases). A learner adds
+    one by itself when the command turned TensorBoard logging on
+    (:func:`kagtools.core.tracking.tensorboard_logdir`).
+    """
+
+    order = 90
+
+    def __init__(self, log_dir: str | Path):
+        self.log_dir = Path(log_dir)
+        self.step = self.epoch = 0
+        self._writer = None
+
+    def on_train_begin(self, ctx: TrainContext) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(self.log_dir))
+
+    def on_batch_end(self, ctx: TrainContext) -> None:
+        self.step += 1
+        if ctx.train_loss is not None:
+            self._writer.add_scalar("step/train_loss", ctx.train_loss, self.step)
+        self._writer.add_scalar("step/lr", ctx.lr, self.step)
+
+    def on_epoch_end(self, ctx: TrainContext) -> None:
+        self.epoch += 1
+        for name in ("train_loss", "valid_loss", "metric"):
+            value = getattr(ctx, name)
+            if value is not None:
+                self._writer.add_scalar(f"epoch/{name}", value, self.epoch)
+        self._writer.add_scalar("epoch/lr", ctx.lr, self.epoch)
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        if self._writer is not None:  # closed after each training: no writer thread outlives it
+            self._writer.close()
+            self._writer = None
+
+
 # --------------------------------------------------------------------------- lr_find
 
 
@@ -239,6 +281,8 @@ class LRFinderResult:
         ax.plot(self.lrs, self.losses)
         ax.set_xscale("log")
         ax.axvline(self.suggestion, color="tab:red", ls="--", label=f"suggestion {self.suggestion:.2e}")
+        at = int(np.argmin(np.abs(np.log(np.asarray(self.lrs)) - math.log(self.suggestion))))
+        ax.plot([self.lrs[at]], [self.losses[at]], "o", color="tab:red")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss (smoothed)")
         ax.legend()
@@ -322,6 +366,7 @@ class Learner:
         self.amp_dtype = self._amp_dtype(amp, cpu_amp)
         self.history: list[dict[str, Any]] = []
         self.lr_trace: list[float] = []  # the first group's rate at every optimiser step (last fit)
+        self._tb: TensorBoardLogger | None = None
 
     def _amp_dtype(self, amp: bool, cpu_amp: bool) -> torch.dtype | None:
         if not amp:
@@ -377,7 +422,7 @@ class Learner:
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=pct)
         scaler = self._scaler()
-        cbs = sorted([*self.callbacks, *callbacks], key=lambda c: c.order)
+        cbs = sorted([*self.callbacks, *callbacks, *self._tensorboard(callbacks)], key=lambda c: c.order)
         history: list[dict[str, Any]] = []
         self.lr_trace = []
         it = 0
@@ -436,6 +481,18 @@ class Learner:
             cb.on_train_end(ctx(len(history) - 1, train_loss=last.get("train_loss"),
                                 valid_loss=last.get("valid_loss"), metric=last.get("metric")))
         return history
+
+    def _tensorboard(self, callbacks: Sequence[Callback]) -> list[Callback]:
+        """This learner's TensorBoard logger when the command turned TensorBoard on (one per
+        learner, so one directory per fold) and no logger was given."""
+        if any(isinstance(c, TensorBoardLogger) for c in (*self.callbacks, *callbacks)):
+            return []
+        if self._tb is None:
+            from kagtools.core.tracking import tensorboard_logdir
+
+            logdir = tensorboard_logdir(type(self.model).__name__)
+            self._tb = TensorBoardLogger(logdir) if logdir is not None else None
+        return [self._tb] if self._tb is not None else []
 
     def _train_mode(self) -> None:
         # A normalisation layer whose parameters are all frozen keeps its running statistics too

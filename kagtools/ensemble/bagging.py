@@ -53,8 +53,10 @@ def bagged_cv(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model: str
         member_scores.append(score_oof(spec, oof, res.y_enc, data.ids, res.pred_cols)["cv"])
     identical = all(np.array_equal(o.info[0], m) for o in res.outputs for m in o.info[1:])
     if identical:
-        print(f"  bag of {model}: its {n_bags} members predict exactly the same (the model ignores its seed "
-              f"here{'' if bootstrap else '; try --bootstrap'})", flush=True)
+        hint = "" if bootstrap else ("; give it seeded randomness, e.g. --params '{\"subsample\": 0.8, "
+                                     "\"colsample_bytree\": 0.8}' for lgbm, or fit bootstrap samples with --bootstrap")
+        print(f"  warning: the {n_bags} members of the bag of {model} predict exactly the same: the model ignores "
+              f"its seed with these parameters, so the bag is one model{hint}", flush=True)
     name = f"{model}-bag{n_bags}{'b' if bootstrap else ''}"
     record = RunRecord(
         run_id=make_run_id(name, params, seed, folds.hash, data.name), slug=spec.slug, kind="bag",

@@ -53,7 +53,9 @@ def fold_scores(runs: Sequence[Run]) -> tuple[list[tuple[int, int]], np.ndarray]
     """``(keys, S)``: the (repeat, fold) keys every run was scored on, and ``S[i, j]`` the score
     of run ``i`` on fold ``keys[j]`` (as recorded in its run.json)."""
     per_run = [{(f["repeat"], f["fold"]): f["score"] for f in r.record.scores["folds"]} for r in runs]
-    keys = sorted(set.intersection(*(set(p) for p in per_run)))
+    # Folds where some run's score is undefined (null: e.g. AUC on a one-class fold) are left out.
+    keys = sorted(k for k in set.intersection(*(set(p) for p in per_run))
+                  if all(p[k] is not None and np.isfinite(p[k]) for p in per_run))
     if not keys:
         raise KagtoolsError("the runs share no scored fold; were they made on the same folds?")
     return keys, np.array([[p[k] for k in keys] for p in per_run], dtype=float)

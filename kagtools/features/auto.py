@@ -29,6 +29,8 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 from sklearn.pipeline import make_union
 
+from kagtools.errors import KagtoolsError
+
 __all__ = ["AutoFeatures", "column_kinds", "target_matrix"]
 
 _WORD = re.compile(r"\w+")
@@ -157,6 +159,10 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
                 self.encoders_[c] = self._fit_encoder(c, values, Y)
         self.feature_names_ = None
         out = self._features(X, oof)
+        if out.shape[1] == 0:
+            dropped = ", ".join(f"{c} ({k})" for c, k in list(self.kinds_.items())[:6]) or "none"
+            raise KagtoolsError(f"no usable feature: every column of the {len(X)} training rows is constant, empty "
+                                f"or id-like, so there is nothing to learn from (columns: {dropped})")
         self.feature_names_ = list(out.columns)
         return out
 

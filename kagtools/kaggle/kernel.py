@@ -277,7 +277,7 @@ def read_kernel_id(workdir: str | Path, slug: str) -> str:
 
 
 def run_in_kernel(slug: str, *, profile: str | None = None, bundle_root: str | Path | None = None,
-                  n_jobs: int = -1) -> Path:
+                  n_jobs: int = -1, preset: str | None = None) -> Path:
     """Run the whole pipeline in a kernel, as ``kagtools submit`` does; returns submission.csv."""
     from kagtools.workflow.context import open_context
     from kagtools.workflow.submit import submit
@@ -300,7 +300,7 @@ def run_in_kernel(slug: str, *, profile: str | None = None, bundle_root: str | P
     if bundled_hash and bundled_hash != ctx.folds.hash:
         print(f"WARNING: the data here differ from the data the bundled folds ({bundled_hash}) were made "
               f"from; folds were rebuilt and these runs will not blend with local ones", flush=True)
-    res = submit(ctx, profile=profile, eda=False, n_jobs=n_jobs)
+    res = submit(ctx, profile=profile, eda=False, n_jobs=n_jobs, preset=preset)
     shutil.copyfile(res.path, workdir / "submission.csv")  # where Kaggle looks for it
     summary = {
         "slug": slug, "profile": profile, "folds_hash": ctx.folds.hash, "best_run": res.best.run_id,

@@ -1,18 +1,21 @@
-"""Classical tabular models: logistic/ridge, random forest, extra trees, LightGBM, HistGB.
+"""Classical tabular models: logistic/ridge, random forest, extra trees, LightGBM, HistGB, kNN.
 
-Each owns its preprocessing (one-hot + scaling for the linear model, ordinal codes for
+Each owns its preprocessing (one-hot + scaling for the linear model and kNN, ordinal codes for
 forests, native categoricals for the boosters), so a pipeline hands every model the same
-DataFrame of numeric and ``category`` columns.
+DataFrame of numeric and ``category`` columns. Every model reads +/-inf in a numeric column as
+missing and clips values beyond the float32 range (see :func:`finite_numerics`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -24,12 +27,18 @@ from sklearn.ensemble import (
 )
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from kagtools.models import register_model
 
-__all__ = ["TabularModel", "LogReg", "RandomForest", "ExtraTrees", "LightGBM", "HistGB"]
+__all__ = ["TabularModel", "LogReg", "RandomForest", "ExtraTrees", "LightGBM", "HistGB", "KNN",
+           "finite_numerics"]
+
+#: Numeric values are clipped to +/- this (float32's largest): forests cast to float32, and a
+#: scaler squares values (1e308 squared is inf).
+BIG = float(np.finfo(np.float32).max)
 
 
 def _is_categorical(dtype) -> bool:
@@ -50,6 +59,33 @@ def _as_frame(X) -> pd.DataFrame:
         return X
     X = np.asarray(X)
     return pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+
+
+def finite_numerics(X: pd.DataFrame) -> pd.DataFrame:
+    """``X`` with +/-inf in float columns as NaN (missing) and other values clipped to +/-``BIG``.
+
+    Returns ``X`` itself (no copy) when every float column is already in range, so finite data
+    reach the models exactly as before.
+    """
+    fixed = {}
+    for c in _NUMERIC(X):
+        if not pd.api.types.is_float_dtype(X[c].dtype):
+            continue  # integers are always within range
+        values = X[c].to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            bad = np.isinf(values) | (np.abs(values) > BIG)
+        if bad.any():
+            fixed[c] = np.clip(np.where(np.isinf(values), np.nan, values), -BIG, BIG)
+    if not fixed:
+        return X
+    X = X.copy()
+    for c, values in fixed.items():
+        X[c] = values
+    return X
+
+
+def _prepare(X) -> pd.DataFrame:
+    return _categories_as_str(finite_numerics(_as_frame(X)))
 
 
 def _categories_as_str(X: pd.DataFrame) -> pd.DataFrame:
@@ -78,8 +114,16 @@ class TabularModel(BaseEstimator):
     def is_classifier(self) -> bool:
         return self.task in ("binary", "multiclass")
 
+    def check_params(self) -> None:
+        """Refuse bad parameter values now, with scikit-learn's own parameter constraints, before
+        any data is read (a fit would find them only after the features are built)."""
+        est = self._make_estimator(pd.DataFrame({"x": np.arange(8.0)}))
+        for step in [s for _, s in getattr(est, "steps", [(None, est)])]:
+            if hasattr(step, "_validate_params"):
+                step._validate_params()
+
     def fit(self, X, y, X_valid=None, y_valid=None):
-        X = _categories_as_str(_as_frame(X))
+        X = _prepare(X)
         self.estimator_ = self._make_estimator(X)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
@@ -91,12 +135,12 @@ class TabularModel(BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
-            return self.estimator_.predict_proba(_categories_as_str(_as_frame(X)))
+            return self.estimator_.predict_proba(_prepare(X))
 
     def predict(self, X) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
-            return self.estimator_.predict(_categories_as_str(_as_frame(X)))
+            return self.estimator_.predict(_prepare(X))
 
     def predict_scores(self, X) -> np.ndarray:
         """What a run records: positive-class probability (binary), class probabilities
@@ -231,7 +275,7 @@ class LightGBM(TabularModel):
         )
 
     def fit(self, X, y, X_valid=None, y_valid=None):
-        X = _lgbm_frame(_as_frame(X))
+        X = _lgbm_frame(finite_numerics(_as_frame(X)))
         self.categories_ = {c: X[c].cat.categories for c in X.columns if X[c].dtype == "category"}
         self.estimator_ = self._make_estimator(X)
         kwargs = {}
@@ -244,8 +288,20 @@ class LightGBM(TabularModel):
             self.classes_ = self.estimator_.classes_
         return self
 
+    def check_params(self) -> None:
+        """LightGBM checks its parameters when it trains: two rounds on 40 made-up rows."""
+        rng = np.random.default_rng(0)
+        X = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
+        y = np.arange(40) % (3 if self.task == "multiclass" else 2)
+        probe = clone(self).set_params(n_estimators=2, callbacks=None)
+        try:
+            with _quiet_stderr():  # LightGBM's C++ prints its "[Fatal]" line too
+                probe.fit(X, y.astype(float) if self.task == "regression" else y)
+        except lgb.basic.LightGBMError as exc:
+            raise ValueError(str(exc).split(" at /")[0]) from None
+
     def _align(self, X) -> pd.DataFrame:
-        X = _lgbm_frame(_as_frame(X))
+        X = _lgbm_frame(finite_numerics(_as_frame(X)))
         for c, cats in self.categories_.items():
             vals = X[c].astype(object)
             X[c] = pd.Categorical(vals.where(vals.isin(cats)), categories=cats)  # unseen -> NaN
@@ -268,6 +324,19 @@ class LightGBM(TabularModel):
             "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
             "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
         }
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence what C++ code writes to file descriptor 2 (Python's own errors still raise)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _lgbm_frame(X: pd.DataFrame) -> pd.DataFrame:
@@ -319,4 +388,44 @@ class HistGB(TabularModel):
             "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 4, 63, log=True),
             "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
             "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True),
+        }
+
+
+@register_model("knn")
+class KNN(TabularModel):
+    """k-nearest neighbours on one-hot categories and median-imputed, standardised numerics.
+
+    Uniform votes of ``n_neighbors`` neighbours by default (AutoGluon fits a uniform and a
+    distance-weighted one: ``weights="distance"``); ``p`` is the Minkowski power (1 Manhattan,
+    2 Euclidean). Fewer training rows than ``n_neighbors`` use them all.
+    """
+
+    tasks = ("binary", "multiclass", "regression")
+
+    def __init__(self, *, task: str = "binary", n_neighbors: int = 15, weights: str = "uniform", p: int = 2,
+                 min_frequency: int = 5, n_jobs: int = 1):
+        self.task = task
+        self.n_neighbors = n_neighbors
+        self.weights = weights
+        self.p = p
+        self.min_frequency = min_frequency
+        self.n_jobs = n_jobs
+
+    def _make_estimator(self, X: pd.DataFrame):
+        pre = ColumnTransformer([
+            ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                  min_frequency=self.min_frequency, sparse_output=False), _CATEGORICAL),
+            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
+                                                keep_empty_features=True), StandardScaler()), _NUMERIC),
+        ])
+        cls = KNeighborsClassifier if self.is_classifier else KNeighborsRegressor
+        return make_pipeline(pre, cls(n_neighbors=max(1, min(self.n_neighbors, len(X))), weights=self.weights,
+                                      p=self.p, n_jobs=self.n_jobs))
+
+    @staticmethod
+    def search_space(trial):
+        return {
+            "n_neighbors": trial.suggest_int("n_neighbors", 3, 100, log=True),
+            "weights": trial.suggest_categorical("weights", ["uniform", "distance"]),
+            "p": trial.suggest_categorical("p", [1, 2]),
         }

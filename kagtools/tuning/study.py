@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from kagtools.core.engine import cross_validate
 from kagtools.core.io import write_json
 from kagtools.core.metrics import get_metric
+from kagtools.core.tracking import log_artifacts, log_trials
 from kagtools.errors import KagtoolsError
 from kagtools.tuning.objective import FoldObjective
 from kagtools.tuning.pruners import make_pruner
@@ -116,6 +117,7 @@ def tune(ctx, model: str, *, n_trials: int = 50, timeout: float | None = None, s
     start = time.perf_counter()
     run_workers(tuning, n_jobs=n_jobs, scheduler=scheduler)
     result = summarize(study, tuning, time.perf_counter() - start)
+    _track_trials(ctx.spec.slug, study)
     info = {"study": tuning.study_name, "storage": redact_url(tuning.storage), "trial": result.best_trial,
             "value": result.best_value}
     run = None
@@ -127,4 +129,15 @@ def tune(ctx, model: str, *, n_trials: int = 50, timeout: float | None = None, s
         "metric": metric.name, "direction": tuning.direction, "folds_hash": ctx.folds.hash,
         "features": ctx.training_set.name, "run_id": run.run_id if run else None}))
     paths = write_reports(study, ctx.reports, model) if reports else []
+    if run is not None:
+        log_artifacts(paths, run_id=run.run_id)
     return result, run, paths
+
+
+def _track_trials(slug: str, study: optuna.Study) -> None:
+    """Mirror the study's finished trials into MLflow (those already there are skipped)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    log_trials(slug, study.study_name, [
+        {"number": t.number, "params": t.params, "value": t.value, "state": t.state.name,
+         "cv_std": t.user_attrs.get("cv_std"), "intermediate": dict(t.intermediate_values),
+         "start": t.datetime_start, "end": t.datetime_complete} for t in trials])

@@ -19,8 +19,9 @@ import optuna
 from optuna.trial import TrialState
 
 from kagtools.core.progress import progress
+from kagtools.errors import KagtoolsError
 from kagtools.tuning.pruners import make_pruner
-from kagtools.tuning.storage import open_storage
+from kagtools.tuning.storage import open_storage, redact_url
 
 if TYPE_CHECKING:
     from kagtools.tuning.objective import FoldObjective
@@ -58,11 +59,21 @@ class Tuning:
     grace_period: int | None = 30
 
     def open_study(self, *, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+        import sqlalchemy.exc
+
         storage = open_storage(self.storage, heartbeat_interval=self.heartbeat_interval,
                                grace_period=self.grace_period)
-        return optuna.create_study(storage=storage, study_name=self.study_name, direction=self.direction,
-                                   sampler=sampler, load_if_exists=True,
-                                   pruner=make_pruner(self.pruner, in_fold=self.objective.in_fold))
+        try:
+            study = optuna.create_study(storage=storage, study_name=self.study_name, direction=self.direction,
+                                        sampler=sampler, load_if_exists=True,
+                                        pruner=make_pruner(self.pruner, in_fold=self.objective.in_fold))
+            study.set_user_attr("kagtools_opened", time.time())  # a storage it cannot write fails here, once
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+            cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+            reason = str(getattr(cause, "orig", None) or cause or exc).strip().splitlines()[0]
+            raise KagtoolsError(f"cannot write the Optuna storage {redact_url(self.storage)}: {reason} (give "
+                                f"--storage a file or database you can write)") from None
+        return study
 
 
 def trial_counts(study: optuna.Study) -> dict[TrialState, int]:

@@ -22,7 +22,7 @@ from kagtools.core.runs import Run, list_runs, load_run, run_root
 from kagtools.core.spec import CompetitionSpec, load_spec
 from kagtools.core.submission import render_submission, write_submission
 from kagtools.errors import KagtoolsError
-from kagtools.workflow.pipeline import build_training_set, load_pipeline, pipeline_models
+from kagtools.workflow.pipeline import build_training_set, load_pipeline
 
 __all__ = ["Context", "open_context", "run_inputs", "run_model", "run_pipeline_models", "choose_best", "make_submission",
            "leaderboard"]
@@ -45,7 +45,15 @@ class Context:
 
     @cached_property
     def training_set(self) -> TrainingSet:
-        return build_training_set(self.spec, self.data)
+        data, spec = self.data, self.spec
+        if data.test is not None:
+            known = {spec.id_col, *spec.target_cols, *spec.options.get("train_only_columns", ())}
+            lost = [str(c) for c in data.train.columns if c not in data.test.columns and c not in known]
+            if lost:
+                print(f"warning: {len(lost)} column(s) of the training file are not in the test file, so no model "
+                      f"can use them: {', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''} (list them under "
+                      f"options.train_only_columns in the spec to silence this)", flush=True)
+        return build_training_set(spec, data)
 
     @property
     def root(self) -> Path:
@@ -65,7 +73,7 @@ class Context:
             if recorded is None:
                 raise
             return recorded
-        return ensure_folds(train, self.spec, self.root)
+        return ensure_folds(train, self.spec, self.root, files=self.data.fingerprints)
 
     @property
     def pipeline(self):
@@ -92,22 +100,45 @@ class Context:
         import hashlib
 
         import kagtools
-        from kagtools.core.data import files_hash
         from kagtools.core.runs import git_sha
 
         spec = self.spec
-        names = spec.files.values() or ("train.csv", "test.csv", "sample_submission.csv")
-        return {"data": files_hash(self.data.data_dir, names),
+        return {"data": self.data.fingerprints,
                 "spec": hashlib.sha256(spec.path.read_bytes()).hexdigest() if spec.path else None,
                 "features": self.training_set.name, "folds": self.folds.hash, "kagtools": kagtools.__version__,
                 "git": git_sha()}
 
     def runs(self) -> list[Run]:
-        """Runs made on the current folds (stale runs from other folds are left out)."""
-        return list_runs(self.root, folds_hash=self.folds.hash)
+        """Runs made on the current folds from the current data; stale runs (other folds, or data
+        whose content has changed since) are left out."""
+        return [r for r in list_runs(self.root, folds_hash=self.folds.hash) if self._current(r)]
+
+    def stale_runs(self) -> list[Run]:
+        """Runs on the current folds made from data whose content has changed since."""
+        return [r for r in list_runs(self.root, folds_hash=self.folds.hash) if not self._current(r)]
+
+    def _current(self, run: Run) -> bool:
+        fingerprint = self.folds.fingerprint
+        return fingerprint is None or run.record.provenance.get("data_fingerprint") == fingerprint
 
     def run(self, run_id: str) -> Run:
-        return load_run(self.root, run_id)
+        """The recorded run ``run_id``; refused when it was made on other folds or other data."""
+        from kagtools.core.folds import changed_files
+        from kagtools.core.spec import check_name
+
+        run = load_run(self.root, check_name(run_id, "run id"))
+        if run.record.folds_hash != self.folds.hash:
+            raise KagtoolsError(f"run {run_id} was made on other folds ({run.record.folds_hash}, now "
+                                f"{self.folds.hash}): the CV scheme or the training rows changed; rerun it")
+        if not self._current(run):
+            try:
+                now = self.data.fingerprints
+            except KagtoolsError:
+                now = {}
+            what = changed_files(self.root, run.record.provenance.get("data_fingerprint"), now) if now else []
+            raise KagtoolsError(f"run {run_id} is stale: {', '.join(what) or 'the data'} changed since it was "
+                                f"made; rerun it (`kagtools submit {self.spec.slug}` retrains what changed)")
+        return run
 
     def eda_notes(self) -> list[str]:
         """Lines the pipeline module adds to the EDA report (``eda_notes(data, spec)``)."""
@@ -117,8 +148,13 @@ class Context:
 
 def open_context(slug: str, *, data_dir: str | os.PathLike | None = None,
                  workdir: str | os.PathLike | None = None) -> Context:
+    from kagtools.core.io import clean_litter
+
     workdir = Path(workdir) if workdir else default_workdir()
-    return Context(spec=load_spec(slug, workdir), data_dir=data_dir, workdir=workdir)
+    ctx = Context(spec=load_spec(slug, workdir), data_dir=data_dir, workdir=workdir)
+    # What a killed process left half-written (temporary files of atomic writes) goes now.
+    clean_litter(ctx.root, ctx.reports, workdir / "submissions" / ctx.spec.slug, workdir / "competitions")
+    return ctx
 
 
 def run_inputs(ctx: Context, model: str, params: dict[str, Any], seed: int) -> str:
@@ -144,7 +180,7 @@ def run_model(ctx: Context, model: str, params: dict[str, Any] | None = None, *,
 
         rid = run_id or make_run_id(model, params, seed, ctx.folds.hash, ctx.training_set.name)
         if (ctx.root / rid / "run.json").is_file():
-            run = ctx.run(rid)
+            run = load_run(ctx.root, rid)
             if run.record.inputs == inputs:
                 print(f"    reused {rid} (inputs unchanged; --force retrains)", flush=True)
                 return run
@@ -153,16 +189,16 @@ def run_model(ctx: Context, model: str, params: dict[str, Any] | None = None, *,
 
 
 def run_pipeline_models(ctx: Context, *, profile: str | None = None, n_jobs: int = 1,
-                        reuse: bool = False) -> list[Run]:
-    """Cross-validate every model of the pipeline (tuned parameters where ``tune`` left some)."""
-    from kagtools.tuning.tuned import tuned_params
+                        reuse: bool = False, preset: str | None = None, refit: bool | None = None,
+                        time_limit: float | None = None) -> list[Run]:
+    """Cross-validate every model of the pipeline, or of ``preset`` (tuned parameters where
+    ``tune`` left some); without a pipeline module, the ``medium`` preset. ``refit`` overrides
+    the refit policy; ``time_limit`` (seconds) stops what cannot finish in time
+    (:func:`kagtools.workflow.presets.run_plan`)."""
+    from kagtools.workflow.presets import plan_for, run_plan
 
-    runs = []
-    for name, (model, params) in pipeline_models(ctx.spec, profile).items():
-        tuned = tuned_params(ctx.root, model)
-        print(f"  cv {name} ({model}{', tuned params' if tuned else ''})", flush=True)
-        runs.append(run_model(ctx, model, {**params, **tuned}, n_jobs=n_jobs, reuse=reuse))
-    return runs
+    plan = plan_for(ctx.spec, profile=profile, preset=preset, refit=refit)
+    return run_plan(ctx, plan, n_jobs=n_jobs, reuse=reuse, time_limit=time_limit).runs
 
 
 def choose_best(ctx: Context, runs: list[Run]) -> Run:

@@ -8,7 +8,8 @@ A pipeline module (``pipelines/<name>.py``, named by the spec's ``pipeline`` key
   ``default_profile()`` choosing one from the device;
 - optionally ``eda_notes(data, spec) -> list[str]``: lines for the EDA report.
 
-A competition without a pipeline module uses :func:`default_features` and :data:`DEFAULT_MODELS`.
+A competition without a pipeline module uses :func:`default_features` and the ``medium`` preset's
+models (:mod:`kagtools.workflow.presets`; :func:`default_models`).
 A module is checked when it is loaded: a public name that looks like a misspelt contract name
 (``feature``, ``MODEL``), or a contract name of the wrong kind, is an error, never a silent
 fall-back to the defaults.
@@ -40,8 +41,9 @@ CONTRACT = ("features", "MODELS", "PROFILES", "default_profile", "eda_notes")
 
 __all__ = ["CONTRACT", "check_pipeline", "load_pipeline", "pipeline_dirs", "build_training_set", "pipeline_models", "default_features", "default_models", "DEFAULT_MODELS"]
 
-# What a competition without a pipeline module trains (on :class:`AutoFeatures`), then blends:
-# a linear model, a forest and a booster make different errors, so their mean usually beats each.
+# The three-model starting point ``kagtools new --pipeline`` writes into a new pipeline module: a
+# linear model, a forest and a booster make different errors, so their mean usually beats each.
+# (A competition without a pipeline module trains the ``medium`` preset: :func:`default_models`.)
 DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "logreg": ("logreg", {"C": 0.5}),
     "rf": ("rf", {"n_estimators": 300, "min_samples_leaf": 2, "max_features": 0.5}),
@@ -51,10 +53,12 @@ DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def default_models(spec: CompetitionSpec) -> dict[str, tuple[str, dict[str, Any]]]:
-    """:data:`DEFAULT_MODELS` less those that fit one target only, when there are several."""
-    if len(spec.target_cols) > 1:
-        return {k: v for k, v in DEFAULT_MODELS.items() if v[0] != "lgbm"}  # LightGBM fits one label
-    return dict(DEFAULT_MODELS)
+    """What a competition without a pipeline module trains: the ``medium`` preset's models that
+    can run here (their package installed, the spec's task supported: LightGBM fits one label,
+    so several targets leave it out), one printed line for each left out."""
+    from kagtools.workflow.presets import available_models, get_preset
+
+    return available_models(spec, get_preset("medium").models, where="preset medium")
 
 
 def pipeline_dirs(spec: CompetitionSpec) -> list[Path]:
@@ -205,5 +209,5 @@ def pipeline_models(spec: CompetitionSpec, profile: str | None = None) -> dict[s
         if profile not in profiles:
             raise KagtoolsError(f"pipeline {spec.pipeline} has no profile '{profile}' (has: {', '.join(profiles)})")
         return dict(profiles[profile])
-    return dict(getattr(module, "MODELS", DEFAULT_MODELS))
+    return dict(module.MODELS) if hasattr(module, "MODELS") else default_models(spec)
 
