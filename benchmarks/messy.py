@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the generator lives beside the proper
 os.environ.setdefault("KAGTOOLS_QUIET", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("KAGTOOLS_NO_TRACK", "1")  # MLflow would add a database to every generated case
 
 from messy_gen import Case, Outcome, competitions, run_case  # noqa: E402
 
