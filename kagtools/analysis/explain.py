@@ -27,10 +27,11 @@ from threadpoolctl import threadpool_limits
 
 from kagtools.analysis.eda import _CSS, _png, _table
 from kagtools.core.engine import TrainingSet, encode_target
+from kagtools.core.extras import MODEL_EXTRAS
 from kagtools.core.folds import Folds
 from kagtools.core.io import atomic_path
 from kagtools.core.metrics import get_metric
-from kagtools.core.model_registry import LAZY_MODELS, fold_seed, make_model
+from kagtools.core.model_registry import fold_seed, make_model
 from kagtools.core.runs import Run, load_run
 from kagtools.core.spec import CompetitionSpec
 from kagtools.errors import KagtoolsError
@@ -67,7 +68,7 @@ def explained_run(root: Path, run: Run, metric: str) -> tuple[Run, list[str]]:
     if run.record.kind == "boost":
         raise KagtoolsError(f"explain: run {run.run_id} is a boost (fitted on another run's residuals); "
                             f"explain one of its runs instead")
-    if _model_name(run) in LAZY_MODELS:
+    if MODEL_EXTRAS.get(_model_name(run)) in ("vision", "text", "recsys"):
         raise KagtoolsError(f"explain: run {run.run_id} is a deep-learning run ({_model_name(run)}); explain "
                             f"works on tabular runs")
     if run.record.kind == "bag":
@@ -143,10 +144,11 @@ def _redundancy(X: pd.DataFrame, threshold: float) -> tuple[list[list[str]], str
     link = hierarchy.linkage(squareform(dist, checks=False), method="average")
     labels = hierarchy.fcluster(link, t=1 - threshold, criterion="distance")
     groups = [list(X.columns[labels == g]) for g in np.unique(labels)]
-    fig, ax = plt.subplots(figsize=(7, 0.25 * X.shape[1] + 1))
+    fig, ax = plt.subplots(figsize=(7, 0.3 * X.shape[1] + 1.2))
     hierarchy.dendrogram(link, labels=list(X.columns), orientation="right", ax=ax, color_threshold=1 - threshold)
     ax.axvline(1 - threshold, color="k", ls="--", lw=0.8)
-    ax.set_xlabel("1 - |Spearman rho|")
+    ax.set_xlabel("1 - |Spearman rho| (0: the same ranking; dashed: the grouping threshold)")
+    ax.set_title("Features clustered by rank correlation")
     return sorted((g for g in groups if len(g) > 1), key=len, reverse=True), _png(fig)
 
 
@@ -154,12 +156,16 @@ def _value(v) -> str:
     return "missing" if pd.isna(v) else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _barh(values: pd.Series, xlabel: str, color: str, xerr: pd.Series | None = None) -> str:
+def _barh(values: pd.Series, xlabel: str, color: str, xerr: pd.Series | None = None, *, title: str) -> str:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.3 * min(len(values), 30) + 1))
-    ax.barh(values.index[:30][::-1], values[:30][::-1], xerr=None if xerr is None else xerr[:30][::-1], color=color)
+    shown = values[:30]
+    fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(shown) + 1.3))
+    ax.barh([str(i) for i in shown.index[::-1]], shown[::-1], xerr=None if xerr is None else xerr[:30][::-1],
+            color=color, error_kw={"ecolor": "#333", "capsize": 2, "lw": 1})
+    ax.axvline(0, color="#888", lw=0.8)
     ax.set_xlabel(xlabel)
+    ax.set_title(title + (f" (top 30 of {len(values)})" if len(values) > 30 else ""))
     return _png(fig)
 
 
@@ -168,17 +174,33 @@ def _partial(model, X: pd.DataFrame, feature: str, cats: list[str]) -> tuple[np.
     import matplotlib.pyplot as plt
     from sklearn.inspection import partial_dependence
 
-    pdp = partial_dependence(_Scores(model), X, [feature], categorical_features=cats or None, grid_resolution=20)
+    custom = None
+    if feature not in cats and X[feature].isna().any():
+        # scikit-learn's grid from a column with missing values is all NaN: grid the observed values.
+        observed = pd.to_numeric(X[feature], errors="coerce").dropna().to_numpy(dtype=float)
+        if len(observed):
+            grid = np.unique(np.quantile(observed, np.linspace(0.05, 0.95, 20)))
+            custom = {feature: grid}
+    pdp = partial_dependence(_Scores(model), X, [feature], categorical_features=cats or None, grid_resolution=20,
+                             custom_values=custom)
     grid, avg = pdp["grid_values"][0], np.atleast_2d(pdp["average"])
-    fig, ax = plt.subplots(figsize=(4, 2.8))
+    if feature not in cats and not np.isfinite(np.asarray(grid, dtype=float)).any():
+        return grid, avg, ""  # a column with missing values: scikit-learn's grid is all NaN, nothing to draw
+    fig, ax = plt.subplots(figsize=(3.7, 3.0))
     for line in avg:  # one line per score column (a class, a target)
         if feature in cats:
-            ax.bar([str(v) for v in grid], line, alpha=0.7)
+            ax.bar([str(v) if len(str(v)) <= 12 else str(v)[:11] + "…" for v in grid], line, alpha=0.7)
         else:
             ax.plot(grid, line, marker=".")
-    ax.set_title(f"partial dependence on {feature}", fontsize=9)
+    if feature in cats and len(grid) > 4:
+        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set_ha("right")
+            label.set_rotation_mode("anchor")
+    ax.set_title(f"partial dependence on {feature}", fontsize=10)
+    ax.set_xlabel(str(feature), fontsize=8)
     ax.set_ylabel("mean predicted score", fontsize=8)
-    ax.tick_params(labelsize=7)
+    ax.tick_params(labelsize=8)
     return grid, avg, _png(fig)
 
 
@@ -242,12 +264,23 @@ def explain_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, run: Run
     ex = Explanation(rec.run_id, list(notes), imp, groups, None)
     ex.notes.append(f"model {rec.model} ({rec.params or 'default params'}), refitted on {len(splits)} folds "
                     f"(repeat 0 of {folds.n_repeats}); run CV {spec.metric} {rec.scores['cv']:.4f}")
-    chart = _barh(imp["perm"], f"how much worse {spec.metric} gets with the feature shuffled (mean +- std over "
-                  "folds)", "#48c", xerr=imp["perm_std"])
-    ex.sections.append(("Permutation importance (out-of-fold rows)", chart + _table(imp, 200)))
+    chart = _barh(imp["perm"], f"drop in {spec.metric} when the feature is shuffled (mean +- std over folds)",
+                  "#48c", xerr=imp["perm_std"], title="Permutation importance on out-of-fold rows")
+    shown = imp.rename(columns={"perm": f"importance ({spec.metric} drop)", "perm_std": "std over folds",
+                                "gain": "gain share", "group": "redundancy group"})
+    if not gains:
+        shown = shown.drop(columns="gain share")  # no gain for this model: no empty column
+    ex.sections.append(("Permutation importance (out-of-fold rows)", (
+        f"<p>Each feature's column is shuffled in the rows the model did not train on, and the drop in "
+        f"{html.escape(spec.metric)} is measured (bars: mean over folds; whiskers: the spread). Near zero or "
+        f"negative: the model does not need the feature. Features of one redundancy group (last section) share "
+        f"their importance: shuffling one leaves its twin to carry the signal.</p>") + chart + _table(shown, 200)))
     if gains:
-        ex.sections.append(("Gain importance", _barh(imp["gain"].sort_values(ascending=False),
-                                                     "share of gain (mean over folds)", "#6a4")))
+        ex.sections.append(("Gain importance", "<p>The share of the trees' loss reduction from splits on each "
+                            "feature, on the training rows: it favours features with many distinct values, so read "
+                            "it beside the permutation importance.</p>"
+                            + _barh(imp["gain"].sort_values(ascending=False), "share of gain (mean over folds)",
+                                    "#6a4", title="Gain importance of the tree model")))
 
     cats = [c for c in X_pd.columns if not pd.api.types.is_numeric_dtype(X_pd[c]) or X_pd[c].dtype == bool]
     charts = []
@@ -261,8 +294,13 @@ def explain_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, run: Run
             charts.append(f"<p>{html.escape(feat)}: no partial dependence ({html.escape(str(exc)[:120])})</p>")
             continue
         ex.partial[feat] = grid, avg
-        charts.append(png)
-    ex.sections.append((f"Partial dependence of the top {len(charts)} features (fold 1)", "".join(charts)))
+        charts.append(png or f"<p>{html.escape(feat)}: no partial dependence plot (the column has missing values, "
+                             f"and scikit-learn's grid over it is empty).</p>")
+    ex.sections.append((f"Partial dependence of the top {len(charts)} features (fold 1)",
+                        "<p>The model's mean predicted score (a probability for classes, the prediction for "
+                        "regression) when every row gets the value on the x axis and keeps its other features: "
+                        "how the prediction moves with that one feature. Fold 1's model, on its out-of-fold "
+                        "rows.</p>" + "".join(charts)))
 
     if X_te is not None:
         rows, ids = X_te.head(n_contrib_rows), data.test_ids.iloc[:n_contrib_rows]
@@ -277,10 +315,16 @@ def explain_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, run: Run
                                      for k, i in enumerate(c.index)}, index=[*feats, "(base)", "= raw score"]))
     which = "test" if X_te is not None else "out-of-fold"
     ex.sections.append((f"Per-row contributions, first {len(rows)} {which} rows",
-                        f"<p>Contributions {html.escape(how)}; each cell: contribution (feature value).</p>{table}"))
+                        f"<p>Why the model scored these rows as it did: each cell is a feature's contribution to "
+                        f"the row's raw score, with the row's value of the feature in brackets; (base) plus the "
+                        f"contributions add up to the raw score. Contributions "
+                        f"{html.escape(how)}.</p>{table}"))
     ex.notes.append(f"contributions {how}")
     text = "".join(f"<li>{html.escape(', '.join(g))}</li>" for g in groups) or "<li>none</li>"
-    ex.sections.append((f"Redundant features (|Spearman rho| >= {threshold})", f"<ul>{text}</ul>" + dendrogram))
+    ex.sections.append((f"Redundant features (|Spearman rho| >= {threshold})",
+                        "<p>Groups of features that rank the rows almost alike: one of each group is usually "
+                        "enough, and their importances are shared out between them.</p>"
+                        f"<ul>{text}</ul>" + dendrogram))
     plt.close("all")
     return ex
 

@@ -96,6 +96,17 @@ def _categories_as_str(X: pd.DataFrame) -> pd.DataFrame:
     return X
 
 
+def _one_hot_scaled(min_frequency: int) -> ColumnTransformer:
+    """One-hot categories (rare levels pooled) and median-imputed, standardised numerics with
+    missing indicators: the input of the linear model and of k-nearest neighbours."""
+    return ColumnTransformer([
+        ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_frequency,
+                              sparse_output=False), _CATEGORICAL),
+        ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                              StandardScaler()), _NUMERIC),
+    ])
+
+
 class TabularModel(BaseEstimator):
     """Base for the classical models: ``_make_estimator()`` builds the scikit-learn pipeline.
 
@@ -166,12 +177,7 @@ class LogReg(TabularModel):
         self.seed = seed
 
     def _make_estimator(self, X: pd.DataFrame):
-        pre = ColumnTransformer([
-            ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
-                                  min_frequency=self.min_frequency, sparse_output=False), _CATEGORICAL),
-            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
-                                                keep_empty_features=True), StandardScaler()), _NUMERIC),
-        ])
+        pre = _one_hot_scaled(self.min_frequency)
         if self.is_classifier:
             model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
         else:
@@ -412,12 +418,7 @@ class KNN(TabularModel):
         self.n_jobs = n_jobs
 
     def _make_estimator(self, X: pd.DataFrame):
-        pre = ColumnTransformer([
-            ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
-                                  min_frequency=self.min_frequency, sparse_output=False), _CATEGORICAL),
-            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
-                                                keep_empty_features=True), StandardScaler()), _NUMERIC),
-        ])
+        pre = _one_hot_scaled(self.min_frequency)
         cls = KNeighborsClassifier if self.is_classifier else KNeighborsRegressor
         return make_pipeline(pre, cls(n_neighbors=max(1, min(self.n_neighbors, len(X))), weights=self.weights,
                                       p=self.p, n_jobs=self.n_jobs))
