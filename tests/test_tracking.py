@@ -79,6 +79,7 @@ def test_cv_blend_and_tune_appear_in_the_sqlite_store(comp, capsys):
     blend = next(r for name, r in runs.items() if name.startswith("blend-mean"))
     assert blend.data.metrics["nested"] == pytest.approx(recorded[blend.info.run_name]["scores"]["nested"])
     assert blend.data.params["members"].count(",") == 1
+    assert any(a.path == "reports" for a in client.list_artifacts(blend.info.run_id))  # blend.png
     logreg = next(r for name, r in runs.items() if name.startswith("logreg-") and "C" not in r.data.params)
     assert logreg.data.params["model"] == "logreg"
 

@@ -221,4 +221,8 @@ def plot_blends(spec: CompetitionSpec, runs: list[Run], blends: list[Run], path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+    from kagtools.core.tracking import log_artifacts
+
+    for b in blends:  # the chart beside each blend's MLflow run (a no-op when tracking is off)
+        log_artifacts([path], run_id=b.run_id)
     return path
