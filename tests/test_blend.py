@@ -257,7 +257,7 @@ def test_blend_and_boost_verbs_on_titanic(tmp_path, monkeypatch, capsys):
     bad = dict(base.record.to_json(), folds_hash="other")
     (base.path / "run.json").write_text(__import__("json").dumps(bad))
     assert main(["blend", "titanic", "--runs", base.run_id, blends[0].run_id, *w]) == 2
-    assert "different folds" in capsys.readouterr().err
+    assert f"run {base.run_id} was made on other folds" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["hill_climb", "optimize", "stack_linear"])
