@@ -248,6 +248,22 @@ def run_plan(ctx, plan: RunPlan, *, n_jobs: int = 1, reuse: bool = False, time_l
     def left() -> float:
         return math.inf if deadline is None else deadline - time.monotonic()
 
+    def attempt(key: str, label: str, model: str, params: dict[str, Any], *, status: str | None = None,
+                **kwargs) -> None:
+        """One run within the deadline: recorded in ``runs`` and ``log``, or abandoned (nothing written)."""
+        t0 = time.monotonic()
+        try:
+            run, reused = _run_one(ctx, model, params, n_jobs=n_jobs, reuse=reuse, deadline=deadline, seed=seed,
+                                   **kwargs)
+        except OutOfTime as exc:
+            secs = time.monotonic() - t0
+            print(f"  {label} abandoned after {secs:.1f}s: {exc} (nothing written)", flush=True)
+            log[key] = {"status": "abandoned", "seconds": round(secs, 3)}
+            return
+        runs[key] = run
+        log[key] = {"status": status or ("reused" if reused else "done"), "seconds": round(time.monotonic() - t0, 3),
+                    "run": run.run_id}
+
     for name, (model, params) in plan.models.items():
         params = {**params, **tuned.get(name, {})}
         refit = plan.refits(model)
@@ -257,18 +273,7 @@ def run_plan(ctx, plan: RunPlan, *, n_jobs: int = 1, reuse: bool = False, time_l
             log[name] = {"status": "skipped", "seconds": 0.0}
             continue
         print(f"  cv {name} ({model}{note}{', refit on all rows' if refit else ''})", flush=True)
-        t0 = time.monotonic()
-        try:
-            run, reused = _run_one(ctx, model, params, name_for_id=model, refit=refit, n_jobs=n_jobs, reuse=reuse,
-                                   deadline=deadline, seed=seed)
-        except OutOfTime as exc:
-            secs = time.monotonic() - t0
-            print(f"  {name} ({model}) abandoned after {secs:.1f}s: {exc} (nothing written)", flush=True)
-            log[name] = {"status": "abandoned", "seconds": round(secs, 3)}
-            continue
-        runs[name] = run
-        log[name] = {"status": "reused" if reused else "done", "seconds": round(time.monotonic() - t0, 3),
-                     "run": run.run_id}
+        attempt(name, f"{name} ({model})", model, params, name_for_id=model, refit=refit)
 
     for name, n_bags in plan.bags.items():
         if name not in runs:
@@ -288,17 +293,7 @@ def run_plan(ctx, plan: RunPlan, *, n_jobs: int = 1, reuse: bool = False, time_l
             continue
         bag_params = {"model": model, "params": params, "n_bags": bags, "bootstrap": False}
         print(f"  cv {key} ({model} x{bags} seeds{'' if bags == n_bags else f', shrunk from {n_bags}'})", flush=True)
-        t0 = time.monotonic()
-        try:
-            run, reused = _run_one(ctx, "bag", bag_params, name_for_id=f"{model}-bag{bags}", refit=refit,
-                                   n_jobs=n_jobs, reuse=reuse, deadline=deadline, seed=seed,
-                                   details={"n_bags": bags, "bagged": model})
-        except OutOfTime as exc:
-            secs = time.monotonic() - t0
-            print(f"  {key} abandoned after {secs:.1f}s: {exc} (nothing written)", flush=True)
-            log[key] = {"status": "abandoned", "seconds": round(secs, 3)}
-            continue
-        runs[key] = run
-        log[key] = {"status": ("reused" if reused else "done") if bags == n_bags else f"bagged {bags} of {n_bags}",
-                    "seconds": round(time.monotonic() - t0, 3), "run": run.run_id}
+        attempt(key, key, "bag", bag_params, name_for_id=f"{model}-bag{bags}", refit=refit,
+                details={"n_bags": bags, "bagged": model},
+                status=None if bags == n_bags else f"bagged {bags} of {n_bags}")
     return PlanResult(runs=list(runs.values()), log=log, seconds=time.monotonic() - start, time_limit=time_limit)
