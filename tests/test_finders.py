@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from test_digit_recognizer import _digits  # noqa: E402 - the synthetic digits, one definition
+
 from kagtools.core import tracking  # noqa: E402
 from kagtools.dl.batch_size import (  # noqa: E402
     SimulatedMemory,
@@ -23,16 +25,6 @@ from kagtools.dl.batch_size import (  # noqa: E402
 MIRROR = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "digit-recognizer"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 MB = 2**20
-
-
-def _digits(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Synthetic 28 x 28 'digits': class k is a bright bar at row 4 + 5k."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 4, n)
-    img = rng.integers(0, 40, (n, 28, 28))
-    for i, k in enumerate(y):
-        img[i, 4 + 5 * k: 7 + 5 * k, 4:24] = 255
-    return pd.DataFrame(img.reshape(n, -1), columns=[f"pixel{i}" for i in range(784)]), y
 
 
 def test_batch_size_under_a_simulated_memory_limit_is_the_largest_power_of_two():

@@ -17,15 +17,16 @@ import catboost
 import numpy as np
 import pandas as pd
 import xgboost
-from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
 
 from kagtools.models import register_model
 from kagtools.models.tabular import (
     _CATEGORICAL,
+    TabularModel,
     _as_frame,
     _categories_as_str,
     _lgbm_frame,
+    align_categories,
     finite_numerics,
 )
 
@@ -56,25 +57,25 @@ def _float_numerics(X: pd.DataFrame) -> pd.DataFrame:
     return X
 
 
-class _Booster(BaseEstimator):
+class _Booster(TabularModel):
     """Shared fit/predict: subclasses build the estimator and prepare the frame."""
 
-    tasks = ("binary", "multiclass", "regression")
-
-    task: str
     early_stopping_rounds: int | None
     inner_valid: float
     seed: int
-
-    @property
-    def is_classifier(self) -> bool:
-        return self.task in ("binary", "multiclass")
 
     def _frame(self, X, *, fit: bool) -> pd.DataFrame:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _fit(self, X: pd.DataFrame, y: np.ndarray, eval_set) -> int | None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def refit_params(self, n_rounds: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def check_params(self) -> None:
+        """Both libraries check their parameters when they train: two rounds on made-up rows."""
+        self._probe_fit(**self.refit_params(2))
 
     def fit(self, X, y, X_valid=None, y_valid=None):
         """Fit on ``X``, ``y``. ``X_valid``/``y_valid`` (the scored fold) are not used."""
@@ -98,13 +99,6 @@ class _Booster(BaseEstimator):
             return self.classes_[self.predict_proba(X).argmax(axis=1)]
         return np.asarray(self.estimator_.predict(self._frame(X, fit=False)), dtype=float).ravel()
 
-    def predict_scores(self, X) -> np.ndarray:
-        """Positive-class probability (binary), class probabilities (multiclass) or values."""
-        if not self.is_classifier:
-            return np.asarray(self.predict(X), dtype=float)
-        proba = self.predict_proba(X)
-        return proba[:, 1] if self.task == "binary" else proba
-
 
 @register_model("catboost")
 class CatBoost(_Booster):
@@ -113,8 +107,6 @@ class CatBoost(_Booster):
     Non-numeric columns are categorical features (as strings, missing as ``"<NA>"``); numeric
     NaN and +/-inf are missing. Nothing is written to disk (no ``catboost_info/``).
     """
-
-    tasks = ("binary", "multiclass", "regression")
 
     def __init__(self, *, task: str = "binary", iterations: int = 500, learning_rate: float = 0.08,
                  depth: int = 6, l2_leaf_reg: float = 3.0, random_strength: float = 1.0,
@@ -182,8 +174,6 @@ class XGBoost(_Booster):
     (unseen ones at predict time are missing); numeric NaN and +/-inf are missing.
     """
 
-    tasks = ("binary", "multiclass", "regression")
-
     def __init__(self, *, task: str = "binary", n_estimators: int = 500, learning_rate: float = 0.05,
                  max_depth: int = 6, min_child_weight: float = 1.0, subsample: float = 1.0,
                  colsample_bytree: float = 1.0, reg_lambda: float = 1.0, reg_alpha: float = 0.0,
@@ -212,10 +202,7 @@ class XGBoost(_Booster):
         if fit:
             self.categories_ = {c: X[c].cat.categories for c in X.columns if X[c].dtype == "category"}
             return X
-        for c, cats in self.categories_.items():
-            vals = X[c].astype(object)
-            X[c] = pd.Categorical(vals.where(vals.isin(cats)), categories=cats)  # unseen -> NaN
-        return X
+        return align_categories(X, self.categories_)
 
     def _fit(self, X: pd.DataFrame, y: np.ndarray, eval_set) -> int | None:
         cls = xgboost.XGBClassifier if self.is_classifier else xgboost.XGBRegressor

@@ -33,7 +33,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from kagtools.models import register_model
 
-__all__ = ["TabularModel", "LogReg", "RandomForest", "ExtraTrees", "LightGBM", "HistGB", "KNN",
+__all__ = ["align_categories", "TabularModel", "LogReg", "RandomForest", "ExtraTrees", "LightGBM", "HistGB", "KNN",
            "finite_numerics"]
 
 #: Numeric values are clipped to +/- this (float32's largest): forests cast to float32, and a
@@ -132,6 +132,15 @@ class TabularModel(BaseEstimator):
         for step in [s for _, s in getattr(est, "steps", [(None, est)])]:
             if hasattr(step, "_validate_params"):
                 step._validate_params()
+
+    def _probe_fit(self, **overrides) -> None:
+        """Fit a copy with ``overrides`` (a few rounds) on 40 made-up rows: for libraries that
+        check their parameters only when they train. What C++ code prints is silenced."""
+        rng = np.random.default_rng(0)
+        X = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
+        y = np.arange(40) % (3 if self.task == "multiclass" else 2)
+        with _quiet_stderr():
+            clone(self).set_params(**overrides).fit(X, y.astype(float) if self.task == "regression" else y)
 
     def fit(self, X, y, X_valid=None, y_valid=None):
         X = _prepare(X)
@@ -295,23 +304,14 @@ class LightGBM(TabularModel):
         return self
 
     def check_params(self) -> None:
-        """LightGBM checks its parameters when it trains: two rounds on 40 made-up rows."""
-        rng = np.random.default_rng(0)
-        X = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
-        y = np.arange(40) % (3 if self.task == "multiclass" else 2)
-        probe = clone(self).set_params(n_estimators=2, callbacks=None)
+        """LightGBM checks its parameters when it trains: two rounds on made-up rows."""
         try:
-            with _quiet_stderr():  # LightGBM's C++ prints its "[Fatal]" line too
-                probe.fit(X, y.astype(float) if self.task == "regression" else y)
+            self._probe_fit(n_estimators=2, callbacks=None)
         except lgb.basic.LightGBMError as exc:
             raise ValueError(str(exc).split(" at /")[0]) from None
 
     def _align(self, X) -> pd.DataFrame:
-        X = _lgbm_frame(finite_numerics(_as_frame(X)))
-        for c, cats in self.categories_.items():
-            vals = X[c].astype(object)
-            X[c] = pd.Categorical(vals.where(vals.isin(cats)), categories=cats)  # unseen -> NaN
-        return X
+        return align_categories(_lgbm_frame(finite_numerics(_as_frame(X))), self.categories_)
 
     def predict_proba(self, X) -> np.ndarray:
         return self.estimator_.predict_proba(self._align(X))
@@ -343,6 +343,14 @@ def _quiet_stderr():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def align_categories(X: pd.DataFrame, categories: dict[str, pd.Index]) -> pd.DataFrame:
+    """``X`` with each ``category`` column on the categories seen at fit time (unseen -> NaN)."""
+    for c, cats in categories.items():
+        vals = X[c].astype(object)
+        X[c] = pd.Categorical(vals.where(vals.isin(cats)), categories=cats)
+    return X
 
 
 def _lgbm_frame(X: pd.DataFrame) -> pd.DataFrame:
