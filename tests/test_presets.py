@@ -103,6 +103,8 @@ def test_medium_is_the_default_without_a_pipeline_module(project):
     assert plan.name == "medium" and list(plan.models) == list(pipeline_models(spec))
     assert plan_for(spec, preset="fast").name == "fast"
     assert plan_for(spec, preset="best", refit=True).refits("lgbm")
+    # benchmarks/refit.py: the mean of the fold models won or tied almost everywhere; no preset refits by default.
+    assert not any(plan_for(spec, preset=p).refits(m) for p in PRESETS for m in ("lgbm", "xgboost", "catboost"))
 
 
 def _only(monkeypatch, name, models, **kw):
@@ -187,3 +189,32 @@ def test_a_class_missing_from_a_training_fold_keeps_every_class_column(tmp_path)
         assert (fold0["pred_c"] == 0).all() and np.allclose(fold0[run.pred_cols].sum(axis=1), 1)
         assert (run.oof[run.oof["fold"] == 1]["pred_c"] > 0).all()
         assert run.test.shape == (9, 4)
+
+
+def test_a_preset_keeps_no_fold_models_unless_asked(project, monkeypatch):
+    spec = open_context("syn", workdir=project).spec
+    assert not plan_for(spec).save_models and plan_for(spec, save_models=True).save_models
+    _only(monkeypatch, "fast", {"logreg": ("logreg", {}), "knn": ("knn", {})}, blends=("mean",))
+    ctx = open_context("syn", workdir=project)
+    first = submit(ctx, preset="fast", eda=False, n_jobs=2, reuse=False)
+    assert not list(ctx.root.rglob("models.joblib"))
+    kept = submit(ctx, preset="fast", eda=False, n_jobs=1, reuse=False, save_models=True)
+    assert {p.parent.name for p in ctx.root.rglob("models.joblib")} == {r.run_id for r in kept.runs
+                                                                       if r.record.kind == "cv"}
+    assert kept.path.read_bytes() == first.path.read_bytes()
+
+
+def test_a_refit_without_kept_fold_models_takes_their_rounds(project):
+    # Fold models are not shipped back from parallel workers when not saved; an early-stopped
+    # model's refit still gets its rounds from them.
+    ctx = open_context("syn", workdir=project)
+    params = {"n_estimators": 200, "learning_rate": 0.3, "early_stopping_rounds": 5}
+    kw = {"root": ctx.root, "n_jobs": 2, "refit": True}
+    saved = cross_validate(ctx.spec, ctx.training_set, ctx.folds, "xgboost", params, run_id="saved", **kw)
+    light = cross_validate(ctx.spec, ctx.training_set, ctx.folds, "xgboost", params, run_id="light",
+                           save_models=False, **kw)
+    assert (saved.path / "models.joblib").is_file() and not (light.path / "models.joblib").exists()
+    assert light.record.details["refit_params"] == saved.record.details["refit_params"]
+    assert light.record.details["refit_params"]["n_estimators"] < 200
+    pd.testing.assert_frame_equal(light.test, saved.test)
+    pd.testing.assert_frame_equal(light.oof, saved.oof)

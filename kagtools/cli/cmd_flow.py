@@ -98,6 +98,9 @@ def _submit_options(p):
                             "score stays the folds'); default: the preset's policy")
     refit.add_argument("--no-refit", dest="refit", action="store_false",
                        help="test predictions averaged over the fold models, for every model")
+    p.add_argument("--save-models", action="store_true", default=None,
+                   help="keep every run's fitted fold models (runs/<slug>/<run>/models.joblib); default: a "
+                        "pipeline's runs keep them, a preset's zoo does not (hundreds of MB)")
     p.add_argument("--no-eda", action="store_true", help="skip the EDA report")
     p.add_argument("--force", action="store_true",
                    help="retrain every model (default: reuse runs whose data, spec, features, code and params are unchanged)")
@@ -124,8 +127,9 @@ def cmd_submit(args) -> None:
 
     if args.file and args.run:
         raise KagtoolsError("--file and --run both name what to submit; pass one")
-    if args.run and (args.preset or args.time_limit is not None or args.refit is not None):
-        raise KagtoolsError("--run submits a recorded run; --preset, --time-limit and --refit train new ones")
+    if args.run and (args.preset or args.time_limit is not None or args.refit is not None or args.save_models):
+        raise KagtoolsError("--run submits a recorded run; --preset, --time-limit, --refit and --save-models train "
+                            "new ones")
     ctx = open_ctx(args)
     if args.to_kaggle:
         from kagtools.kaggle.api import check_credentials
@@ -136,7 +140,7 @@ def cmd_submit(args) -> None:
         return
     res = submit(ctx, run_id=args.run, profile=args.profile, eda=not args.no_eda, n_jobs=args.n_jobs,
                  scheduler=args.scheduler, reuse=not args.force, preset=args.preset, time_limit=args.time_limit,
-                 refit=args.refit)
+                 refit=args.refit, save_models=args.save_models)
     print_runs(ctx, res.runs, highlight=res.best.run_id)
     if res.path is None:
         print(f"\nno test set in {ctx.data.data_dir}: CV runs only (best {res.best.run_id}); no submission written")

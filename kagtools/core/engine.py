@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import joblib
@@ -283,7 +284,7 @@ def _class_columns(pred: np.ndarray | None, model, present: np.ndarray, n_classe
 
 
 def _timed(fit_fold: FoldFn, model, fold: Fold, frames, present: np.ndarray | None = None,
-           n_classes: int = 0) -> tuple[FoldOutput, float]:
+           n_classes: int = 0, keep_model: bool = True) -> tuple[FoldOutput, float]:
     from kagtools.core.tracking import fold_scope
 
     start = time.perf_counter()
@@ -293,6 +294,8 @@ def _timed(fit_fold: FoldFn, model, fold: Fold, frames, present: np.ndarray | No
         out.valid = _class_columns(np.asarray(out.valid, dtype=float), out.model, present, n_classes)
         if out.test is not None:
             out.test = _class_columns(np.asarray(out.test, dtype=float), out.model, present, n_classes)
+    if not keep_model:  # what a refit needs of it (its early-stopped rounds), not a fold worker's pickle of it
+        out.model = SimpleNamespace(best_iteration_=getattr(out.model, "best_iteration_", None))
     return out, time.perf_counter() - start
 
 
@@ -302,14 +305,17 @@ def _as_2d(a: np.ndarray) -> np.ndarray:
 
 def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, seed: int,
               n_jobs: int = 1, callbacks: Sequence[FoldCallback] = (), fit_fold: FoldFn = fit_model_fold,
-              frames: bool = True, predict_test: bool = True, desc: str = "folds") -> FoldRun:
+              frames: bool = True, predict_test: bool = True, keep_models: bool = True,
+              desc: str = "folds") -> FoldRun:
     """Fit ``model`` (an unfitted estimator, cloned and seeded per fold: fold ``(r, f)`` gets
     ``seed + 1000 r + f``) on every fold; assemble OOF and fold-averaged test predictions.
 
     Folds run in parallel (``n_jobs``, joblib) unless there are callbacks, which run between
     folds in ``order``. ``fit_fold(model, fold, frames)`` gets the fold's ``(X_tr, y_tr, X_va,
     y_va, X_te)`` with fold features fitted once per fold (cached on ``data``), or ``None`` with
-    ``frames=False``; ``predict_test=False`` skips the test rows (a tuning trial needs OOF only).
+    ``frames=False``; ``predict_test=False`` skips the test rows (a tuning trial needs OOF only);
+    ``keep_models=False`` keeps of each fold's model only its ``best_iteration_`` (a forest's
+    fold models run to hundreds of MB, and parallel folds would ship each back from its worker).
     """
     start = time.perf_counter()
     y_enc, classes = encode_target(spec, data.y)
@@ -346,7 +352,7 @@ def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, 
     if n_jobs == 1:
         scores: list[float] = []
         for fold, m in progress(models(), total=len(fold_list), desc=desc):
-            out, secs = _timed(fit_fold, m, fold, frames_of(fold), present(fold), len(cols))
+            out, secs = _timed(fit_fold, m, fold, frames_of(fold), present(fold), len(cols), keep_models)
             results.append((out, secs))
             if callbacks:
                 scores.append(metric(y_enc[fold.valid_idx], out.valid))
@@ -354,7 +360,7 @@ def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, 
                 for cb in callbacks:
                     cb.after_fold(result)
     else:
-        jobs = (joblib.delayed(_timed)(fit_fold, m, fold, frames_of(fold), present(fold), len(cols))
+        jobs = (joblib.delayed(_timed)(fit_fold, m, fold, frames_of(fold), present(fold), len(cols), keep_models)
                 for fold, m in models())
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
         results = list(progress(parallel(jobs), total=len(fold_list), desc=desc))
@@ -426,7 +432,7 @@ def cross_validate(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model
     model = make_model(model_name, params, task=spec.task, seed=seed)
     details = dict(details or {})
     res = run_folds(spec, data, folds, model, seed=seed, n_jobs=n_jobs, callbacks=callbacks,
-                    predict_test=not refit, desc=f"{model_name} folds")
+                    predict_test=not refit, keep_models=save_models, desc=f"{model_name} folds")
     fitted = [o.model for o in res.outputs]
     test = res.test
     if refit and data.X_test is not None:

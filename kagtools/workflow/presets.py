@@ -22,6 +22,7 @@ from typing import Any
 from kagtools.core.engine import Deadline, OutOfTime
 from kagtools.core.runs import Run, make_run_id
 from kagtools.core.spec import CompetitionSpec
+from kagtools.ensemble.blend import AUTO_METHODS
 from kagtools.errors import KagtoolsError
 
 __all__ = ["Preset", "PRESETS", "get_preset", "available_models", "plan_for", "RunPlan", "PlanResult",
@@ -65,23 +66,24 @@ _LGBM_LARGE = {"n_estimators": 800, "learning_rate": 0.02, "num_leaves": 96, "mi
                "subsample": 0.8, "colsample_bytree": 0.6, "reg_lambda": 3.0}
 _LGBM_SMALL = {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10,
                "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0}
+# Forests of leaves of 5 rows or more: on fair (AUC 0.739 vs 0.685 and 0.724) and census2000
+# (RMSE 0.688 vs 0.746 and 0.703) better than leaves of 1 (extra trees) and 2 (random forest),
+# in a third of the time; fully grown trees win on digits' clean pixels (`best` adds them).
+_FOREST = {"n_estimators": 150, "min_samples_leaf": 5, "max_features": 0.5}
 
-# Refit on every training row where it beat the mean of the fold models on held-out test rows
-# (25% of breast_cancer, wine, digits and diabetes, docs/any-competition.md): the boosters on
-# classes (LightGBM won on all three class sets; early-stopped XGBoost on breast_cancer and wine,
-# and on digits' log loss while losing one hidden row of its accuracy);
-# not on regression (on diabetes the mean of 15 fold models won by 3-10% RMSE), and not the
-# linear model (two wins, a tie and a loss: noise).
-_CLASSES = ("binary", "multiclass")
-_REFIT = {"lgbm": _CLASSES, "xgboost": _CLASSES}
+# No preset refits on every training row by default: on the nine sets of benchmarks/refit.py
+# (BENCHMARKS.md, *Refit*) the mean of the fold models won or tied: refit lost beyond noise with
+# XGBoost on 4 sets, LightGBM on 2 and the linear model on 1, and won only with CatBoost,
+# on 2 sets of 9 (tied on the other 7): too thin a margin for its extra fit.
+# ``--refit`` refits every model; a Preset's ``refit`` names the models it refits.
 
 _MEDIUM: ModelsDict = {
     "lgbm": ("lgbm", _LGBM),
     "logreg": ("logreg", {"C": 0.5}),
-    "catboost": ("catboost", {}),
+    "catboost": ("catboost", {"border_count": 128, "early_stopping_rounds": 30}),
     "xgboost": ("xgboost", {}),
-    "et": ("et", {"n_estimators": 300, "min_samples_leaf": 1, "max_features": 0.5}),
-    "rf": ("rf", {"n_estimators": 300, "min_samples_leaf": 2, "max_features": 0.5}),
+    "et": ("et", _FOREST),
+    "rf": ("rf", _FOREST),
     "knn": ("knn", {"n_neighbors": 15, "weights": "distance"}),
 }
 
@@ -89,11 +91,12 @@ PRESETS: dict[str, Preset] = {
     "fast": Preset(
         "fast", "a linear model and a small LightGBM, mean and hill-climbing blends: a first submission in seconds",
         {"lgbm": ("lgbm", _LGBM_SMALL), "logreg": ("logreg", {"C": 0.5})},
-        refit=_REFIT, blends=("mean", "hill_climb", "stack_linear")),
+        blends=("mean", "hill_climb", "stack_linear")),
     "medium": Preset(
         "medium", "LightGBM, CatBoost, XGBoost, linear, random forest, extra trees and kNN, each in one cheap "
-        "configuration, every blend: the default for a competition without a pipeline module",
-        _MEDIUM, refit=_REFIT),
+        "configuration, every blend but the stacker fed the original features: the default for a competition "
+        "without a pipeline module",
+        _MEDIUM, blends=AUTO_METHODS),
     "best": Preset(
         "best", "medium plus a second configuration per booster, a tabular neural net and a second kNN; the "
         "boosters bagged over 3 seeds; every blend, the stacker fed the original features and hill climbing",
@@ -101,10 +104,11 @@ PRESETS: dict[str, Preset] = {
          "lgbm_large": ("lgbm", _LGBM_LARGE),
          "catboost_deep": ("catboost", {"depth": 8, "learning_rate": 0.03}),
          "xgboost_deep": ("xgboost", {"max_depth": 8, "learning_rate": 0.03, "min_child_weight": 3}),
+         "et_deep": ("et", {"n_estimators": 300, "min_samples_leaf": 1, "max_features": 0.5}),
          "hgb": ("hgb", {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31}),
          "tabular_nn": ("tabular_nn", {}),
          "knn_uniform": ("knn", {"n_neighbors": 30, "weights": "uniform"})},
-        bags={"lgbm": 3, "catboost": 3, "xgboost": 3, "lgbm_large": 3}, refit=_REFIT),
+        bags={"lgbm": 3, "catboost": 3, "xgboost": 3, "lgbm_large": 3}),
 }
 
 
@@ -157,16 +161,21 @@ class RunPlan:
     bags: dict[str, int] = field(default_factory=dict)
     refit: frozenset[str] | bool = frozenset()  # models refitted (True: every model)
     blends: tuple[str, ...] | None = None
+    save_models: bool = True  # keep each run's fitted fold models (models.joblib)
 
     def refits(self, model: str) -> bool:
         return self.refit if isinstance(self.refit, bool) else model in self.refit
 
 
 def plan_for(spec: CompetitionSpec, *, profile: str | None = None, preset: str | None = None,
-             refit: bool | None = None) -> RunPlan:
+             refit: bool | None = None, save_models: bool | None = None) -> RunPlan:
     """The plan ``submit`` follows: ``preset`` when given; else the pipeline module's ``MODELS``
     (or profile); else, without a pipeline module, the ``medium`` preset. ``refit`` overrides
-    the preset's refit policy (``True``: refit every model; ``False``: none)."""
+    the preset's refit policy (``True``: refit every model; ``False``: none).
+
+    A pipeline's runs keep their fitted fold models (``models.joblib``); a preset's do not unless
+    ``save_models``: its zoo of forests over repeated folds pickles to hundreds of MB even on a
+    few hundred rows, and writing them took a fifth of a small competition's submit."""
     from kagtools.workflow.pipeline import load_pipeline, pipeline_models
 
     if preset is None and load_pipeline(spec) is not None:
@@ -175,9 +184,11 @@ def plan_for(spec: CompetitionSpec, *, profile: str | None = None, preset: str |
         p = get_preset(preset or "medium")
         models = available_models(spec, p.models, where=f"preset {p.name}")
         plan = RunPlan(p.name, models, {k: n for k, n in p.bags.items() if k in models},
-                       p.refit_models(spec.task), p.blends)
+                       p.refit_models(spec.task), p.blends, save_models=False)
     if refit is not None:
         plan.refit = refit
+    if save_models is not None:
+        plan.save_models = save_models
     return plan
 
 
@@ -206,7 +217,8 @@ def _tuned(ctx, plan: RunPlan) -> dict[str, dict[str, Any]]:
 
 
 def _run_one(ctx, model: str, params: dict[str, Any], *, name_for_id: str, refit: bool, n_jobs: int,
-             reuse: bool, deadline: float | None, seed: int, details: dict[str, Any] | None = None) -> tuple[Run, bool]:
+             reuse: bool, deadline: float | None, seed: int, save_models: bool = True,
+             details: dict[str, Any] | None = None) -> tuple[Run, bool]:
     """One cross-validated run through :func:`~kagtools.workflow.context.run_model` (reused when
     its inputs are unchanged); ``(run, reused)``. A refit run has its own id (``<model>-refit-...``)."""
     from kagtools.workflow.context import run_model
@@ -216,7 +228,7 @@ def _run_one(ctx, model: str, params: dict[str, Any], *, name_for_id: str, refit
     run_id = make_run_id(f"{name_for_id}-refit" if refit else name_for_id, params, seed, ctx.folds.hash, tset.name)
     path = ctx.root / run_id / "run.json"
     before = path.stat().st_mtime_ns if path.is_file() else None
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {} if save_models else {"save_models": False}
     if refit:
         kwargs["refit"] = True
     if details:
@@ -255,7 +267,7 @@ def run_plan(ctx, plan: RunPlan, *, n_jobs: int = 1, reuse: bool = False, time_l
         t0 = time.monotonic()
         try:
             run, reused = _run_one(ctx, model, params, n_jobs=n_jobs, reuse=reuse, deadline=deadline, seed=seed,
-                                   **kwargs)
+                                   save_models=plan.save_models, **kwargs)
         except OutOfTime as exc:
             secs = time.monotonic() - t0
             print(f"  {label} abandoned after {secs:.1f}s: {exc} (nothing written)", flush=True)

@@ -42,13 +42,15 @@ class SubmitResult:
 
 def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = None, eda: bool = True,
            n_jobs: int = -1, scheduler: str | None = None, reuse: bool = True, preset: str | None = None,
-           time_limit: float | None = None, refit: bool | None = None) -> SubmitResult:
+           time_limit: float | None = None, refit: bool | None = None,
+           save_models: bool | None = None) -> SubmitResult:
     """Train, blend, choose and write a validated submission (or submit the recorded run ``run_id``).
 
     ``reuse`` keeps recorded runs whose inputs are unchanged (``kagtools submit --force`` retrains);
     ``scheduler`` is a Dask scheduler address to run the folds on. ``preset`` (fast, medium,
     best) replaces the pipeline's models; ``time_limit`` is the budget in seconds for the whole
-    submit; ``refit`` (True/False) overrides the preset's refit-on-all-rows policy."""
+    submit; ``refit`` (True/False) overrides the preset's refit-on-all-rows policy; ``save_models``
+    keeps the fitted fold models of every run (default: a pipeline's, not a preset's zoo)."""
     from kagtools.core.parallel import scheduler_context
     from kagtools.ensemble.blend import auto_blend
     from kagtools.workflow.presets import BLEND_RESERVE, QUICK_BLENDS, plan_for, run_plan
@@ -62,7 +64,7 @@ def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = Non
         best = ctx.run(run_id)
         runs = [best]
     else:
-        plan = plan_for(ctx.spec, profile=profile, preset=preset, refit=refit)
+        plan = plan_for(ctx.spec, profile=profile, preset=preset, refit=refit, save_models=save_models)
         if eda:
             from kagtools.analysis.eda import write_eda
 
