@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,15 +45,12 @@ def run_set(name: str, models: tuple[str, ...], tmp: Path) -> list[dict]:
         registered, params = preset[model]
         scores, boots = {}, {}
         for refit in (False, True):
-            start = time.perf_counter()
             run = cross_validate(spec, ctx.training_set, ctx.folds, registered, params, root=ctx.root, n_jobs=-1,
                                  refit=refit, save_models=False, run_id=f"{model}-{'refit' if refit else 'folds'}")
             y, p = truth_and_preds(comp, spec.task, render_submission(spec, run, ctx.data.sample_submission))
             key = "refit" if refit else "folds"
             scores[key] = float(metric(y, p))
             boots[key] = np.array([metric(y[i], p[i]) for i in bootstrap_indices(len(y), y, spec.task)])
-            scores[f"{key}_seconds"] = time.perf_counter() - start
-            scores["cv"] = run.score  # the same for both: the OOF predictions are the folds'
         scores["refit_params"] = run.record.details.get("refit_params")  # the last run is the refit
         gain = (scores["refit"] - scores["folds"]) * metric.sign()
         sd = float(((boots["refit"] - boots["folds"]) * metric.sign()).std())

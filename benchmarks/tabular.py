@@ -283,13 +283,15 @@ def has_presets() -> bool:
 
 
 def kagtools_init(comp: Competition, workdir: Path) -> dict:
-    """``kagtools init`` in ``workdir``; the inferred spec (task, metric)."""
+    """``kagtools init`` in ``workdir``; the inferred spec (task, metric), with ``metric_name``."""
     slug = f"bench-{comp.ds.name}"
     _run([str(BIN / "kagtools"), "init", slug, "--data-dir", str(comp.data_dir), "--workdir", str(workdir),
           "--submission", comp.ds.kind],
          workdir.parent / f"{workdir.name}-init.log")
     with open(workdir / "competitions" / f"{slug}.toml", "rb") as fh:
-        return tomllib.load(fh)
+        spec = tomllib.load(fh)
+    spec["metric_name"] = spec["metric"]["name"] if isinstance(spec["metric"], dict) else spec["metric"]
+    return spec
 
 
 def kagtools_submit(comp: Competition, workdir: Path, preset: str | None, time_limit: float | None,
@@ -423,7 +425,7 @@ def run_dataset(name: str, tools: list[str], tmp: Path, *, n_jobs: int, best_tim
     ds = comp.ds
     spec = kagtools_init(comp, tmp / "init")
     task = spec["task"]
-    metric_name = spec["metric"]["name"] if isinstance(spec["metric"], dict) else spec["metric"]
+    metric_name = spec["metric_name"]
     metric = get_metric(metric_name)
     test = pd.read_csv(comp.data_dir / "test.csv")
     row = {"name": name, "source": ds.source, "rows": len(ds.frame), "train_rows": len(comp.train),
@@ -500,7 +502,7 @@ def split_check(name: str, tmp: Path, seeds: tuple[int, ...] = (0, 1, 2, 3, 4), 
     for seed in seeds:
         comp = lay_out(DATASETS[name](), tmp / f"data-{seed}", seed=seed)
         spec = kagtools_init(comp, tmp / f"init-{seed}")
-        metric = get_metric(spec["metric"]["name"] if isinstance(spec["metric"], dict) else spec["metric"])
+        metric = get_metric(spec["metric_name"])
         res = kagtools_submit(comp, tmp / f"fast-{seed}", "fast", None, n_jobs)
         y, p = truth_and_preds(comp, spec["task"], res["sub"])
         hidden = float(metric(y, p))

@@ -217,7 +217,7 @@ def _tuned(ctx, plan: RunPlan) -> dict[str, dict[str, Any]]:
 
 
 def _run_one(ctx, model: str, params: dict[str, Any], *, name_for_id: str, refit: bool, n_jobs: int,
-             reuse: bool, deadline: float | None, seed: int, save_models: bool = True,
+             reuse: bool, deadline: float | None, seed: int, save_models: bool,
              details: dict[str, Any] | None = None) -> tuple[Run, bool]:
     """One cross-validated run through :func:`~kagtools.workflow.context.run_model` (reused when
     its inputs are unchanged); ``(run, reused)``. A refit run has its own id (``<model>-refit-...``)."""
