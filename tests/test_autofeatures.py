@@ -36,6 +36,11 @@ def test_column_kinds():
                      "code": "high_card", "when": "date", "text": "text", "uid": "id"}
     # A fold's training rows: row numbers with gaps are still row numbers.
     assert column_kinds(table().sample(frac=0.8, random_state=0))["row"] == "id"
+    # A few labels of many words (statsmodels' fair: "teacher, nurse, artist, technician or
+    # skilled") are a category, not text.
+    labels = pd.DataFrame({"job": np.random.default_rng(0).choice(
+        ["teacher, nurse, artist or technician", "managerial or business", "white collar worker"], 200)})
+    assert column_kinds(labels) == {"job": "category"}
 
 
 def test_features_are_model_ready_and_the_same_for_test():

@@ -47,7 +47,8 @@ from kagtools.errors import KagtoolsError
 ROOT = Path(__file__).resolve().parent.parent
 
 # Every registered model, the torch-backed (lazy) ones included: importing them is the point.
-ALL_MODELS: dict[str, type] = MODELS.load_all()
+#: Every registered model but the ones a test module registers for itself (``_`` names).
+ALL_MODELS: dict[str, type] = {k: v for k, v in MODELS.load_all().items() if not k.startswith("_")}
 
 
 # ================================================================== input kinds: tiny data builders

@@ -33,7 +33,7 @@ PARAMS = {
     "knn": {},
     "tabular_nn": {"epochs": 15, "batch_size": 64, "layers": (64, 32), "device": "cpu"},
 }
-EARLY = {"catboost": "iterations", "xgboost": "n_estimators", "tabular_nn": "epochs"}
+EARLY = {"catboost": "iterations", "xgboost": "n_estimators", "tabular_nn": "epochs", "lgbm": "n_estimators"}
 TASKS = ["binary", "multiclass", "regression"]
 
 
@@ -64,7 +64,7 @@ def _data(task: str, n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndar
 
 def _fit(name: str, task: str, **params):
     X, y = _data(task)
-    return create_model(name, task=task, **{**PARAMS[name], **params}).fit(X[:220], y[:220])
+    return create_model(name, task=task, **{**PARAMS.get(name, {}), **params}).fit(X[:220], y[:220])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -130,7 +130,7 @@ def test_unseen_categories_and_missing_values_at_predict_time(name):
 def test_early_stopping_uses_an_inner_split_of_the_training_rows(name, task):
     X, y = _data(task)
     rounds = {EARLY[name]: 400 if name != "tabular_nn" else 30}
-    params = {**PARAMS[name], **rounds, "early_stopping_rounds": 3, "inner_valid": 0.2}
+    params = {**PARAMS.get(name, {}), **rounds, "early_stopping_rounds": 3, "inner_valid": 0.2}
     a = create_model(name, task=task, **params).fit(X[:220], y[:220])
     # The scored fold (X_valid) changes nothing, even with scrambled labels.
     b = create_model(name, task=task, **params).fit(X[:220], y[:220], X[220:], y[220:][::-1])

@@ -11,7 +11,7 @@ a validation row. Per column it decides, from the training rows only:
   way (LightGBM natively, one-hot for the linear model, ordinal codes for the forests);
 - high-cardinality categories: frequency plus out-of-fold target encoding (the training rows
   see encodings from the other inner folds only; validation and test rows see all of them);
-- text (several words per value): length and word count, plus the out-of-fold prediction of
+- text (several words per value, more distinct values than a category has): length and word count, plus the out-of-fold prediction of
   a ridge model on TF-IDF word and character n-grams (stacked the same leak-free way).
 """
 
@@ -80,7 +80,7 @@ def column_kinds(X: pd.DataFrame, *, max_categories: int = 50, text_words: float
             kinds[col] = "date"
         else:
             words = s.dropna().astype(str).str.count(r"\w+")
-            if words.mean() >= text_words:
+            if words.mean() >= text_words and nunique > max_categories:  # a few labels of many words are categories
                 kinds[col] = "text"
             elif nunique == s.notna().sum() and n > 20:
                 kinds[col] = "id"
@@ -101,7 +101,8 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
     max_categories : int
         Categories with more distinct values than this are target-encoded instead of kept.
     text_words : float
-        A string column whose values have at least this many words on average is text.
+        A string column whose values have at least this many words on average, and more than
+        ``max_categories`` distinct values, is text.
     smoothing : float
         Target encoding shrinks each category's mean toward the global mean with this weight.
     inner_splits : int

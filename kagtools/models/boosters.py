@@ -17,7 +17,6 @@ import catboost
 import numpy as np
 import pandas as pd
 import xgboost
-from sklearn.model_selection import train_test_split
 
 from kagtools.models import register_model
 from kagtools.models.tabular import (
@@ -28,20 +27,10 @@ from kagtools.models.tabular import (
     _lgbm_frame,
     align_categories,
     finite_numerics,
+    inner_split,
 )
 
-__all__ = ["CatBoost", "XGBoost", "inner_split"]
-
-
-def inner_split(y: np.ndarray, *, frac: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(train, holdout) positions of the training rows, for early stopping inside a fold;
-    stratified on ``y`` when asked and every class has enough rows, else a plain random split."""
-    idx = np.arange(len(y))
-    try:
-        tr, ho = train_test_split(idx, test_size=frac, random_state=seed, stratify=y if stratify else None)
-    except ValueError:  # a class too small to stratify
-        tr, ho = train_test_split(idx, test_size=frac, random_state=seed)
-    return np.sort(tr), np.sort(ho)
+__all__ = ["CatBoost", "XGBoost"]
 
 
 def _float_numerics(X: pd.DataFrame) -> pd.DataFrame:

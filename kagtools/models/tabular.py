@@ -27,6 +27,7 @@ from sklearn.ensemble import (
 )
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
@@ -34,7 +35,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from kagtools.models import register_model
 
 __all__ = ["align_categories", "TabularModel", "LogReg", "RandomForest", "ExtraTrees", "LightGBM", "HistGB", "KNN",
-           "finite_numerics"]
+           "finite_numerics", "inner_split"]
 
 #: Numeric values are clipped to +/- this (float32's largest): forests cast to float32, and a
 #: scaler squares values (1e308 squared is inf).
@@ -105,6 +106,18 @@ def _one_hot_scaled(min_frequency: int) -> ColumnTransformer:
         ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
                               StandardScaler()), _NUMERIC),
     ])
+
+
+def inner_split(y: np.ndarray, *, frac: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(train, holdout) positions of the training rows, for early stopping inside a fold;
+    stratified on ``y`` when asked and every class has enough rows, else a plain random split."""
+    idx = np.arange(len(y))
+    try:
+        tr, ho = train_test_split(idx, test_size=frac, random_state=seed, stratify=y if stratify else None)
+    except ValueError:  # a class too small to stratify
+        tr, ho = train_test_split(idx, test_size=frac, random_state=seed)
+    return np.sort(tr), np.sort(ho)
+
 
 
 class TabularModel(BaseEstimator):
@@ -253,14 +266,17 @@ class ExtraTrees(_Forest):
 class LightGBM(TabularModel):
     """LightGBM with native categoricals and a fixed number of rounds.
 
-    No early stopping on the validation fold: it would pick the round count on the very rows
-    that are scored and overstate CV. Tune ``n_estimators`` instead.
+    Never early-stopped on the validation fold: that would pick the round count on the very
+    rows that are scored and overstate CV. With ``early_stopping_rounds`` it stops on an inner
+    holdout (``inner_valid`` of the training rows, stratified for classifiers), as CatBoost and
+    XGBoost do (:mod:`kagtools.models.boosters`); the rounds kept are ``best_iteration_``.
     """
 
     def __init__(self, *, task: str = "binary", n_estimators: int = 300, learning_rate: float = 0.05,
                  num_leaves: int = 31, max_depth: int = -1, min_child_samples: int = 20,
                  subsample: float = 1.0, colsample_bytree: float = 1.0, reg_lambda: float = 0.0,
                  reg_alpha: float = 0.0, min_split_gain: float = 0.0, cat_smooth: float = 10.0,
+                 early_stopping_rounds: int | None = None, inner_valid: float = 0.1,
                  n_jobs: int = 1, seed: int = 0, callbacks: list | None = None):
         self.task = task
         self.n_estimators = n_estimators
@@ -274,6 +290,8 @@ class LightGBM(TabularModel):
         self.reg_alpha = reg_alpha
         self.min_split_gain = min_split_gain
         self.cat_smooth = cat_smooth
+        self.early_stopping_rounds = early_stopping_rounds
+        self.inner_valid = inner_valid
         self.n_jobs = n_jobs
         self.seed = seed
         self.callbacks = callbacks
@@ -293,12 +311,22 @@ class LightGBM(TabularModel):
         X = _lgbm_frame(finite_numerics(_as_frame(X)))
         self.categories_ = {c: X[c].cat.categories for c in X.columns if X[c].dtype == "category"}
         self.estimator_ = self._make_estimator(X)
-        kwargs = {}
-        if X_valid is not None and self.callbacks:
+        y = np.asarray(y)
+        kwargs: dict = {}
+        if self.early_stopping_rounds:
+            # The inner holdout is the only evaluation set: LightGBM's early stopping watches
+            # every one it is given, and callbacks (Optuna pruning) then read the holdout too.
+            tr, ho = inner_split(y, frac=self.inner_valid, seed=self.seed, stratify=self.is_classifier)
+            kwargs = {"eval_X": (X.iloc[ho],), "eval_y": (y[ho],),
+                      "callbacks": [lgb.early_stopping(self.early_stopping_rounds, verbose=False),
+                                    *(self.callbacks or [])]}
+            X, y = X.iloc[tr], y[tr]
+        elif X_valid is not None and self.callbacks:
             # Validation rows feed callbacks (e.g. Optuna pruning) only, never early stopping.
             kwargs = {"eval_X": (self._align(X_valid),), "eval_y": (np.asarray(y_valid),),
                       "callbacks": self.callbacks}
-        self.estimator_.fit(X, np.asarray(y), **kwargs)
+        self.estimator_.fit(X, y, **kwargs)
+        self.best_iteration_ = int(self.estimator_.best_iteration_) if self.early_stopping_rounds else None
         if self.is_classifier:
             self.classes_ = self.estimator_.classes_
         return self
@@ -309,6 +337,10 @@ class LightGBM(TabularModel):
             self._probe_fit(n_estimators=2, callbacks=None)
         except lgb.basic.LightGBMError as exc:
             raise ValueError(str(exc).split(" at /")[0]) from None
+
+    def refit_params(self, n_rounds: int) -> dict:
+        """The parameters of a refit with ``n_rounds`` rounds and no early stopping."""
+        return {"n_estimators": int(n_rounds), "early_stopping_rounds": None}
 
     def _align(self, X) -> pd.DataFrame:
         return align_categories(_lgbm_frame(finite_numerics(_as_frame(X))), self.categories_)
