@@ -6,7 +6,9 @@ the labels of the 25% stay with the benchmark and score every tool on the same r
 
 - ``kagtools-fast``, ``kagtools-medium``, ``kagtools-best``: the command line, as a user runs
   it on a new competition (``kagtools init <slug>``, then ``kagtools submit <slug> --preset X
-  --no-eda``), each in its own work folder; its CV comes from the submission's sidecar JSON;
+  --no-eda``), each in its own work folder, with experiment tracking off (MLflow is the optional
+  ``tracking`` extra; in a fresh folder it adds 4-6 s to a submit: its import and its SQLite
+  database's creation); its CV comes from the submission's sidecar JSON;
 - ``lgbm-default``: ``LGBMClassifier()`` / ``LGBMRegressor()`` defaults on the raw columns
   (string columns as pandas categories), fitted once on train.csv;
 - ``autogluon-medium``, ``autogluon-best``: AutoGluon 1.6.3 ``TabularPredictor.fit(presets=
@@ -306,7 +308,7 @@ def kagtools_submit(comp: Competition, workdir: Path, preset: str | None, time_l
         cmd += ["--preset", preset]
     if time_limit:
         cmd += ["--time-limit", str(int(time_limit))]
-    env = {**os.environ, "KAGTOOLS_QUIET": "1", "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "KAGTOOLS_QUIET": "1", "PYTHONHASHSEED": "0", "KAGTOOLS_NO_TRACK": "1"}
     log = workdir.parent / f"{workdir.name}-submit.log"
     seconds = _run(cmd, log, env=env)
     out = workdir / "submissions" / slug
@@ -600,7 +602,9 @@ def render(rows: list[dict], best_time_limit: float | None) -> str:
         "files, on the same machine, and is scored on the hidden rows with `kagtools.core.metrics` under the metric "
         "`kagtools init` inferred from the sample submission (labels: accuracy; probabilities: ROC AUC for binary, "
         "log loss for multiclass; values: RMSE). *kagtools fast/medium/best*: `kagtools init`, then `kagtools "
-        "submit <slug> --preset X --no-eda`, each in its own work folder. *lgbm default*: `LGBMClassifier()` / "
+        "submit <slug> --preset X --no-eda`, each in its own work folder, tracking off (`KAGTOOLS_NO_TRACK=1`: "
+        "MLflow is the optional `tracking` extra, and in a fresh folder its import and database creation add "
+        "4-6 s to a submit). *lgbm default*: `LGBMClassifier()` / "
         "`LGBMRegressor()` defaults on the raw columns, string columns as categories. *AG medium / AG best*: "
         "AutoGluon 1.6.3 `TabularPredictor.fit(presets='medium_quality' | 'best_quality')` in its own venv "
         "(`benchmarks/.venv-autogluon`, made by the script), AG best with kagtools best's wall time as its "

@@ -64,8 +64,8 @@ class Preset:
 
 # LightGBM and XGBoost early-stopped on an inner 10% of each training fold (never the scored
 # fold), capped at 500 rounds. Measured by CV against 400 fixed rounds at 0.03: LightGBM fair AUC
-# 0.752 vs 0.738, happiness log loss 0.887 vs 0.897, diabetes RMSE 57.6 vs 60.0, in less time;
-# behind on penguins' 258 rows (0.054 vs 0.040), where the inner holdout is 26 rows.
+# 0.752 vs 0.738, happiness log loss 0.887 vs 0.897, diabetes RMSE 57.6 vs 60.0; behind on
+# penguins' 258 rows (0.054 vs 0.040), where the inner holdout is 26 rows.
 _LGBM = {"n_estimators": 500, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 10,
          "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0, "early_stopping_rounds": 30}
 _LGBM_LARGE = {"n_estimators": 800, "learning_rate": 0.02, "num_leaves": 96, "min_child_samples": 5,
@@ -84,7 +84,7 @@ _FOREST = {"n_estimators": 150, "min_samples_leaf": 5, "max_features": 0.5}
 # ``--refit`` refits every model; a Preset's ``refit`` names the models it refits.
 
 # CatBoost of depth 5 at 0.1, early-stopped: by CV as good as depth 6 at 0.08 (penguins log loss
-# 0.079 vs 0.080, titanic 0.832 vs 0.827, digits 0.974 vs 0.977) in half the time on 10 classes.
+# 0.079 vs 0.080, titanic 0.832 vs 0.827, digits 0.9743 vs 0.9765) in half the time on 10 classes.
 _CATBOOST = {"depth": 5, "learning_rate": 0.1, "border_count": 128, "early_stopping_rounds": 30}
 
 _MEDIUM: ModelsDict = {
