@@ -11,8 +11,9 @@ a validation row. Per column it decides, from the training rows only:
   way (LightGBM natively, one-hot for the linear model, ordinal codes for the forests);
 - high-cardinality categories: frequency plus out-of-fold target encoding (the training rows
   see encodings from the other inner folds only; validation and test rows see all of them);
-- text (several words per value, more distinct values than a category has): length and word count, plus the out-of-fold prediction of
-  a ridge model on TF-IDF word and character n-grams (stacked the same leak-free way).
+- text (several words per value, and more distinct values than a category has): length and
+  word count, plus the out-of-fold prediction of a ridge model on TF-IDF word and character
+  n-grams (stacked the same leak-free way).
 """
 
 from __future__ import annotations

@@ -119,7 +119,6 @@ def inner_split(y: np.ndarray, *, frac: float, seed: int, stratify: bool) -> tup
     return np.sort(tr), np.sort(ho)
 
 
-
 class TabularModel(BaseEstimator):
     """Base for the classical models: ``_make_estimator()`` builds the scikit-learn pipeline.
 
@@ -264,7 +263,7 @@ class ExtraTrees(_Forest):
 
 @register_model("lgbm")
 class LightGBM(TabularModel):
-    """LightGBM with native categoricals and a fixed number of rounds.
+    """LightGBM with native categoricals: a fixed number of rounds, or early stopping on an inner split.
 
     Never early-stopped on the validation fold: that would pick the round count on the very
     rows that are scored and overstate CV. With ``early_stopping_rounds`` it stops on an inner
