@@ -99,7 +99,7 @@ class CatBoost(_Booster):
 
     def __init__(self, *, task: str = "binary", iterations: int = 500, learning_rate: float = 0.08,
                  depth: int = 6, l2_leaf_reg: float = 3.0, random_strength: float = 1.0,
-                 bagging_temperature: float = 1.0, border_count: int = 254, one_hot_max_size: int = 2,
+                 bagging_temperature: float = 1.0, border_count: int = 254, one_hot_max_size: int = 2, rsm: float = 1.0,
                  early_stopping_rounds: int | None = None, inner_valid: float = 0.1, n_jobs: int = 1,
                  seed: int = 0):
         self.task = task
@@ -109,6 +109,7 @@ class CatBoost(_Booster):
         self.l2_leaf_reg = l2_leaf_reg
         self.random_strength = random_strength
         self.bagging_temperature = bagging_temperature
+        self.rsm = rsm
         self.border_count = border_count
         self.one_hot_max_size = one_hot_max_size
         self.early_stopping_rounds = early_stopping_rounds
@@ -128,7 +129,7 @@ class CatBoost(_Booster):
         self.estimator_ = cls(
             loss_function=loss, iterations=self.iterations, learning_rate=self.learning_rate, depth=self.depth,
             l2_leaf_reg=self.l2_leaf_reg, random_strength=self.random_strength,
-            bagging_temperature=self.bagging_temperature, border_count=self.border_count,
+            bagging_temperature=self.bagging_temperature, border_count=self.border_count, rsm=self.rsm,
             one_hot_max_size=self.one_hot_max_size, thread_count=self.n_jobs, random_seed=self.seed,
             verbose=False, allow_writing_files=False,
         )
@@ -152,6 +153,7 @@ class CatBoost(_Booster):
             "l2_leaf_reg": trial.suggest_float("l2_leaf_reg", 0.5, 30.0, log=True),
             "random_strength": trial.suggest_float("random_strength", 0.1, 10.0, log=True),
             "bagging_temperature": trial.suggest_float("bagging_temperature", 0.0, 2.0),
+            "rsm": trial.suggest_float("rsm", 0.3, 1.0),
         }
 
 
