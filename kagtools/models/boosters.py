@@ -99,9 +99,9 @@ class CatBoost(_Booster):
 
     def __init__(self, *, task: str = "binary", iterations: int = 500, learning_rate: float = 0.08,
                  depth: int = 6, l2_leaf_reg: float = 3.0, random_strength: float = 1.0,
-                 bagging_temperature: float = 1.0, border_count: int = 254, one_hot_max_size: int = 2, rsm: float = 1.0,
-                 early_stopping_rounds: int | None = None, inner_valid: float = 0.1, n_jobs: int = 1,
-                 seed: int = 0):
+                 bagging_temperature: float = 1.0, border_count: int = 254, one_hot_max_size: int = 2,
+                 rsm: float = 1.0, early_stopping_rounds: int | None = None, inner_valid: float = 0.1,
+                 n_jobs: int = 1, seed: int = 0):
         self.task = task
         self.iterations = iterations
         self.learning_rate = learning_rate
@@ -109,9 +109,9 @@ class CatBoost(_Booster):
         self.l2_leaf_reg = l2_leaf_reg
         self.random_strength = random_strength
         self.bagging_temperature = bagging_temperature
-        self.rsm = rsm
         self.border_count = border_count
         self.one_hot_max_size = one_hot_max_size
+        self.rsm = rsm
         self.early_stopping_rounds = early_stopping_rounds
         self.inner_valid = inner_valid
         self.n_jobs = n_jobs

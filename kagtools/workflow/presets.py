@@ -92,7 +92,8 @@ _FOREST = {"n_estimators": 150, "min_samples_leaf": 5, "max_features": 0.5}
 # Each split looks at half the features (rsm): on multiclass sets, where CatBoost ran all 500
 # rounds, it took 16 s against 22 s on digits and 15 s against 30 s on happiness. CV: better on 5
 # of the benchmark's 9 sets (digits 0.9760 vs 0.9743, penguins 0.073 vs 0.079, diabetes 56.3 vs
-# 56.8), within 0.001 on 2, behind on titanic (0.8288 vs 0.8318, fold std 0.03) and randhie (4.272 vs 4.255).
+# 56.8), within 0.001 on 2, behind on titanic (0.8288 vs 0.8318, fold std 0.03) and randhie
+# (4.272 vs 4.255).
 _CATBOOST = {"depth": 5, "learning_rate": 0.1, "border_count": 128, "rsm": 0.5, "early_stopping_rounds": 30}
 
 _MEDIUM: ModelsDict = {
