@@ -69,10 +69,6 @@ def _table(df: pd.DataFrame, max_rows: int = 60) -> str:
     return df.head(max_rows).to_html(classes="t", border=0, float_format=lambda v: f"{v:.4g}")
 
 
-def _joined(values) -> str:
-    return ", ".join(map(str, values))
-
-
 def _id_like(s: pd.Series) -> bool:
     """Nearly unique non-numeric values (names, ticket strings): no use as a category."""
     return not pd.api.types.is_numeric_dtype(s) and s.nunique(dropna=True) > 0.5 * max(len(s), 1)
@@ -111,18 +107,16 @@ def _levels(s: pd.Series) -> pd.Categorical:
         x = s.astype(float)
         codes = pd.qcut(x, N_BINS, labels=False, duplicates="drop")
         lo = x.groupby(codes).min()
-        names = [f"{v:.4g}+" for v in lo]
-        if len(set(names)) < len(names):
-            names = [f"{v!r}+" for v in lo]
-        lab = codes.map(dict(zip(lo.index, names, strict=True)))
-        order = names
+        order = [f"{v:.4g}+" for v in lo]
+        if len(set(order)) < len(order):
+            order = [f"{v!r}+" for v in lo]
+        lab = codes.map(dict(zip(lo.index, order, strict=True)))
     elif numeric or pd.api.types.is_bool_dtype(s):
         values = sorted(s.dropna().unique())
-        names = [_label(v) for v in values]
-        if len(set(names)) < len(names):
-            names = [repr(v) for v in values]
-        lab = s.map(dict(zip(values, names, strict=True)))
-        order = names
+        order = [_label(v) for v in values]
+        if len(set(order)) < len(order):
+            order = [repr(v) for v in values]
+        lab = s.map(dict(zip(values, order, strict=True)))
     else:
         text = s.astype(str).where(s.notna())
         order = list(text.value_counts().index[:MAX_LEVELS])
@@ -189,14 +183,6 @@ def association(X: pd.DataFrame, y: pd.Series, *, classes: bool) -> pd.DataFrame
         rows.append({"feature": c, "association": value, "kind": kind, "levels": len(lev.categories)})
     out = pd.DataFrame(rows, columns=["feature", "association", "kind", "levels"])
     return out.sort_values("association", ascending=False, kind="stable").set_index("feature")
-
-
-def _sorted_counts(y: pd.Series) -> pd.Series:
-    counts = y.value_counts()
-    try:
-        return counts.sort_index()
-    except TypeError:  # mixed label types (1 and "a") do not order: order them as text
-        return counts.sort_index(key=lambda idx: idx.map(str))
 
 
 def _level_ticks(ax, index) -> None:
@@ -268,9 +254,7 @@ def build_eda(spec: CompetitionSpec, data: CompetitionData, notes: Sequence[str]
     feats = [c for c in train.columns if c != spec.id_col and c not in spec.target_cols]
     n = len(train)
 
-    shapes = f"train {train.shape[0]:,} x {train.shape[1]}"
-    if test is not None:
-        shapes += f", test {test.shape[0]:,} x {test.shape[1]}"
+    shapes = f"train {n:,} x {train.shape[1]}" + ("" if test is None else f", test {len(test):,} x {test.shape[1]}")
     res.summary.append(f"{spec.slug}: {shapes}; task {spec.task}, metric {spec.metric}")
 
     overview = pd.DataFrame({
@@ -323,10 +307,10 @@ def build_eda(spec: CompetitionSpec, data: CompetitionData, notes: Sequence[str]
                        f"is trained to tell test rows from train rows: an AUC near 0.5 means it cannot, so "
                        f"validation scores carry over to the test set. The bars are the columns it leans on "
                        f"most: the first to check when the AUC is high.</p>" + _png(fig))
-            res.summary.append(f"adversarial AUC {auc:.3f} ({verdict}); top drivers: {_joined(imp.head(3).index)}")
+            res.summary.append(f"adversarial AUC {auc:.3f} ({verdict}); top drivers: "
+                               + ", ".join(map(str, imp.head(3).index)))
         else:
-            section = ("<p>Not measured: train or test has fewer than 10 rows, or they share no usable "
-                       "column.</p>")
+            section = "<p>Not measured: train or test has fewer than 10 rows, or they share no usable column.</p>"
             res.summary.append("adversarial AUC: not measured (too few rows or no shared column)")
         res.sections.append(("Train vs test drift (adversarial validation)", section))
     notes = list(notes)
@@ -353,10 +337,8 @@ def _target_sections(spec: CompetitionSpec, train: pd.DataFrame, feats: list[str
     if target not in train.columns:
         res.summary.append(f"target '{target}' is not a column of train: no target sections")
         return
-    y_all = train[target]
-    known = y_all.notna()
-    y = y_all[known]
-    unknown = int((~known).sum())
+    y = train[target].dropna()
+    unknown = len(train) - len(y)
     classes = spec.task != "regression" and spec.task != "multitarget"
     if not classes:
         values = pd.to_numeric(y, errors="coerce")
@@ -371,15 +353,18 @@ def _target_sections(spec: CompetitionSpec, train: pd.DataFrame, feats: list[str
         res.sections.append(("Target", f"<p>'{html.escape(str(target))}' has no known value in train.</p>"))
         return
     if classes:
-        counts = _sorted_counts(y)
+        counts = y.value_counts()
+        try:
+            counts = counts.sort_index()
+        except TypeError:  # mixed label types (1 and "a") do not order: order them as text
+            counts = counts.sort_index(key=lambda idx: idx.map(str))
         balance = counts / counts.sum()
         fig, ax = plt.subplots(figsize=(5, 3))
         balance.head(40).plot.bar(ax=ax, color="#48c")
         _level_ticks(ax, balance.head(40).index)
         ax.set_ylabel("share of rows")
         ax.set_title(f"{target}: share of each class" + (f", first 40 of {len(balance)}" if len(balance) > 40 else ""))
-        table = pd.DataFrame({"rows": counts, "share": balance})
-        res.sections.append(("Target balance", _png(fig) + _table(table)))
+        res.sections.append(("Target balance", _png(fig) + _table(pd.DataFrame({"rows": counts, "share": balance}))))
         res.summary.append("target: " + ", ".join(f"{k}={v:.1%}" for k, v in balance.head(5).items())
                            + (f" (+{len(balance) - 5} classes)" if len(balance) > 5 else "") + note)
     else:
@@ -400,10 +385,7 @@ def _target_sections(spec: CompetitionSpec, train: pd.DataFrame, feats: list[str
         res.summary.append(f"association with target: not computed ({why})")
         return
     X = train.loc[y.index, feats]
-
-    # One measure on one 0-1 scale for every feature, numeric or categorical.
-    assoc = association(X, y, classes=classes)
-    res.association = assoc
+    res.association = assoc = association(X, y, classes=classes)
     measure = ("bias-corrected Cramér's V" if classes else "adjusted correlation ratio η")
     how = (f"{measure} of each feature with the target (0: unrelated, 1: determines it); numbers are cut into "
            f"{N_BINS} quantile bins, categories beyond the {MAX_LEVELS} most frequent pooled, missing is a level"
@@ -422,11 +404,11 @@ def _target_sections(spec: CompetitionSpec, train: pd.DataFrame, feats: list[str
 
     # Target per level: rate of the positive class, class shares, or the mean, with row counts.
     ranked = [c for c in assoc.index if c in X.columns]
-    shown = [c for c in ranked if not _id_like(X[c])][:MAX_FEATURE_CHARTS]
-    labels = list(_sorted_counts(y).index) if classes else []
+    drawable = [c for c in ranked if not _id_like(X[c])]
+    shown = drawable[:MAX_FEATURE_CHARTS]
     charts, yv = [], None
     if classes and n_classes == 2:
-        pos = labels[-1]
+        pos = list(counts.index)[-1]
         yv, what, ylabel = (y == pos).astype(float), f"share of {target}={_label(pos)}", f"share {target}={_label(pos)}"
     elif not classes:
         yv, what, ylabel = y.astype(float), f"mean {target}", f"mean {target}"
@@ -449,8 +431,7 @@ def _target_sections(spec: CompetitionSpec, train: pd.DataFrame, feats: list[str
             stats = stats.rename(columns={"value": what})
         res.levels[c] = stats
     if charts:
-        total = len([c for c in ranked if not _id_like(X[c])])
-        scope = (f"the {len(shown)} features most associated with the target" if total > len(shown)
+        scope = (f"the {len(shown)} features most associated with the target" if len(drawable) > len(shown)
                  else "each feature")
         what_is = ("each class's share of the level's rows (* and pale bars: fewer than "
                    f"{SMALL_LEVEL} rows)" if classes and n_classes > 2 else
@@ -488,8 +469,7 @@ def _heatmap(spec: CompetitionSpec, X: pd.DataFrame, ranked: list, res: EDAResul
                 if np.isfinite(v):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
                             color="white" if abs(v) > 0.6 else "black")
-    title = "Spearman rank correlation between numeric features" + (
-        f" and {target}" if target in corr.columns else "")
+    title = "Spearman rank correlation between numeric features" + (f" and {target}" if target in corr.columns else "")
     ax.set_title(title.replace(" between", "\nbetween"), fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.7, label="Spearman rho")
     scope = ("<p>Rank correlation of each pair (-1: one falls as the other rises, 0: unrelated, 1: they rise "

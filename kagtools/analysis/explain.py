@@ -179,8 +179,7 @@ def _partial(model, X: pd.DataFrame, feature: str, cats: list[str]) -> tuple[np.
         # scikit-learn's grid from a column with missing values is all NaN: grid the observed values.
         observed = pd.to_numeric(X[feature], errors="coerce").dropna().to_numpy(dtype=float)
         if len(observed):
-            grid = np.unique(np.quantile(observed, np.linspace(0.05, 0.95, 20)))
-            custom = {feature: grid}
+            custom = {feature: np.unique(np.quantile(observed, np.linspace(0.05, 0.95, 20)))}
     pdp = partial_dependence(_Scores(model), X, [feature], categorical_features=cats or None, grid_resolution=20,
                              custom_values=custom)
     grid, avg = pdp["grid_values"][0], np.atleast_2d(pdp["average"])
@@ -339,7 +338,6 @@ def write_explain(spec: CompetitionSpec, data: TrainingSet, folds: Folds, run: R
             f"<style>{_CSS}</style></head><body><h1>Explain: {html.escape(ex.run_id)}</h1>"
             f"<ul>{notes}</ul>{body}</body></html>")
     path = Path(out_dir) / "explain.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(page)
     return path, ex

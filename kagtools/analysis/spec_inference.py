@@ -145,8 +145,7 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
     ``id_col`` (--id), ``targets`` (--target), ``task`` (--task), ``kind`` (--submission:
     labels, probabilities or values), ``metric`` (--metric) and the file names.
     """
-    root = Path(data_dir)
-    files = find_files(root, train=train_file, test=test_file, sample=sample_file)
+    files = find_files(Path(data_dir), train=train_file, test=test_file, sample=sample_file)
     inf = Inference(spec={})
     inf.say(f"files: train {files['train'].name}, test {files['test'].name}, "
             f"sample submission {files['sample_submission'].name}")
@@ -225,8 +224,7 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
         from kagtools.analysis.split_advisor import advise as advise_split
 
         frame = train if id_col in train.columns else train.assign(**{id_col: np.arange(len(train))})
-        advice = advise_split(frame, test, id_col=id_col, target_cols=target_cols, task=task)
-        inf.advice = advice
+        inf.advice = advice = advise_split(frame, test, id_col=id_col, target_cols=target_cols, task=task)
         spec["cv"] = scheme_table(advice.scheme)
         inf.reasons += [f"cv: {r}" for r in advice.reasons]
         most = max(2, len(train) // 2)  # every fold validates at least 2 rows
@@ -331,8 +329,7 @@ def _check_target(train: pd.DataFrame, col: str, id_col: str, where: str) -> Non
         raise KagtoolsError(f"{where}: target column '{col}' has one value ({plain(y.iloc[0])!r}) in every row: there is "
                             f"nothing to learn (a constant submission scores the same); check --target")
     if n > 20 and y.nunique() == n:
-        values = y.to_numpy()
-        sequential = pd.api.types.is_integer_dtype(y) and np.ptp(values) + 1 == n
+        sequential = pd.api.types.is_integer_dtype(y) and np.ptp(y.to_numpy()) + 1 == n
         if sequential or not pd.api.types.is_numeric_dtype(y):
             raise KagtoolsError(f"{where}: target column '{col}' has a distinct value on every one of its {n} "
                                 f"rows, like an id; pass --target COLUMN (and --id '{col}' if it is the id)")
@@ -348,12 +345,10 @@ def _submission_kind(task: str, sample: pd.DataFrame, value_cols: list[str], cla
     if task == "multiclass":
         inf.say("submission: labels (one column for a multiclass target)")
         return "labels"
-    values = sample[value_cols].to_numpy()
-    numeric = all(pd.api.types.is_numeric_dtype(sample[c]) for c in value_cols)
-    if not numeric:
+    if not all(pd.api.types.is_numeric_dtype(sample[c]) for c in value_cols):
         inf.say("submission: labels (the sample holds class names)")
         return "labels"
-    values = values.astype(float)
+    values = sample[value_cols].to_numpy(dtype=float)
     if np.any(np.mod(values, 1) != 0):
         inf.say("submission: probabilities (the sample holds fractional values)")
         return "probabilities"

@@ -218,11 +218,9 @@ def leak_probe(train: pd.DataFrame, *, id_col: str, target_cols: list[str], task
             r2.append(r2_score(Y[va], model.predict(X[va]).reshape(len(va), -1)))
         return float(np.mean(r2)), float(np.std(r2))
 
-    out: dict[str | None, tuple[float, float]] = {
-        None: score(KFold(n_splits, shuffle=True, random_state=seed).split(X))}
+    out = {None: score(KFold(n_splits, shuffle=True, random_state=seed).split(X))}
     for col in groups:
-        g = train[col].astype(str)
-        out[col] = score(GroupKFold(n_splits, shuffle=True, random_state=seed).split(X, groups=g))
+        out[col] = score(GroupKFold(n_splits, shuffle=True, random_state=seed).split(X, groups=train[col].astype(str)))
     return out
 
 
@@ -242,8 +240,7 @@ def find_time(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str,
         t_train, t_test = _as_time(train[col]), _as_time(test[col])
         if t_train is None or t_test is None or t_train.nunique() < 10:
             continue
-        cut = t_train.quantile(0.95)
-        after = float((t_test.dropna() >= cut).mean())
+        after = float((t_test.dropna() >= t_train.quantile(0.95)).mean())
         if after >= 0.9:
             return col, True, (f"'{col}' is a time and {after:.0%} of test rows come after 95% of train rows: "
                                f"validate on later rows than the model trains on (TimeSeriesSplit)")

@@ -3,6 +3,8 @@ model, measured on the competition's training set."""
 
 from __future__ import annotations
 
+import time
+
 from kagtools.cli.options import add_common, command, int_at_least, json_object_arg, open_ctx
 from kagtools.errors import KagtoolsError
 
@@ -39,8 +41,6 @@ def _lr_find_options(p) -> None:
 @command("lr-find", "the learning-rate sweep of a deep-learning model: reports/<slug>/lr_find_<model>.png",
          example="kagtools lr-find digit-recognizer --model digit_cnn --profile smoke", options=_lr_find_options)
 def cmd_lr_find(args) -> None:
-    import time
-
     from kagtools.workflow.lr_find import lr_find_report
 
     start = time.perf_counter()
@@ -65,8 +65,6 @@ def _batch_options(p) -> None:
          example="kagtools find-batch-size digit-recognizer --model digit_cnn --target-batch 256",
          options=_batch_options)
 def cmd_find_batch_size(args) -> None:
-    import time
-
     from kagtools.core.engine import encode_target
     from kagtools.core.table import format_table
     from kagtools.dl.batch_size import find_batch_size, training_step
@@ -87,12 +85,11 @@ def cmd_find_batch_size(args) -> None:
     learner, images, targets = est.learner_for(tset.X.iloc[:n], y[:n])
     mode = "memory" if learner.device.type == "cuda" else "throughput"
     target = args.target_batch or int(getattr(est, "batch_size", 1)) * int(getattr(est, "grad_accum", 1) or 1)
-    print(f"find-batch-size {args.model} on {learner.device} ({mode}): powers of two up to "
-          f"{min(args.max_batch, n) if mode == 'throughput' else args.max_batch}", flush=True)
+    max_batch = min(args.max_batch, n) if mode == "throughput" else args.max_batch
+    print(f"find-batch-size {args.model} on {learner.device} ({mode}): powers of two up to {max_batch}", flush=True)
     # On a CPU sizes below 8 are never the fastest: start there (the first steps pay warm-up costs).
     res = find_batch_size(training_step(learner, images, targets), mode=mode, target=target,
-                          start=1 if mode == "memory" else min(8, n),
-                          max_batch=min(args.max_batch, n) if mode == "throughput" else args.max_batch)
+                          start=1 if mode == "memory" else min(8, n), max_batch=max_batch)
     rows = [{"batch": p.batch_size, "fits": "yes" if p.fits else "out of memory",
              "samples/s": "-" if p.samples_per_s is None else f"{p.samples_per_s:.0f}"} for p in res.probes]
     print(format_table(rows, ["batch", "fits", "samples/s"]))

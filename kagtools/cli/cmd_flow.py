@@ -226,8 +226,7 @@ def _source(module: str) -> ast.Module:
 def _class_facts(module: str, name: str) -> tuple[tuple[str, ...], str]:
     """``(tasks, docstring)`` of the class registered as ``name`` in ``module``, from the source:
     ``tasks`` is followed through base classes in the same module or imported from kagtools."""
-    tree = _source(module)
-    for node in tree.body:
+    for node in _source(module).body:
         if isinstance(node, ast.ClassDef) and any(
                 isinstance(d, ast.Call) and getattr(d.func, "id", "") == "register_model"
                 and d.args and getattr(d.args[0], "value", None) == name for d in node.decorator_list):

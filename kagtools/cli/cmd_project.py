@@ -107,9 +107,9 @@ def cmd_init(args) -> None:
         inf.spec["cv"] = scheme_table(inf.advice.scheme)
         inf.reasons += [f"cv: {r}" for r in inf.advice.reasons]
     for key in ("n_splits", "n_repeats"):
-        if getattr(args, key):
-            inf.spec["cv"][key] = getattr(args, key)
-            inf.reasons.append(f"cv: {key} {getattr(args, key)} (given)")
+        if value := getattr(args, key):
+            inf.spec["cv"][key] = value
+            inf.reasons.append(f"cv: {key} {value} (given)")
     inf.spec["data_dir"] = _recorded(data_dir, workdir)
     print(f"{args.slug}: inferred from {data_dir}")
     print("\n".join(f"  {r}" for r in inf.reasons))
@@ -152,10 +152,8 @@ def cmd_folds(args) -> None:
     if args.explain or args.compare:
         from kagtools.analysis.split_advisor import advise
 
-        data = ctx.data
-        train = data.train
-        advice = advise(train, data.test, id_col=spec.id_col, target_cols=list(spec.target_cols), task=spec.task,
-                        n_splits=s.n_splits, seed=s.seed, probe=True if args.compare else None)
+        advice = advise(ctx.data.train, ctx.data.test, id_col=spec.id_col, target_cols=list(spec.target_cols),
+                        task=spec.task, n_splits=s.n_splits, seed=s.seed, probe=True if args.compare else None)
         print("\nsplit advisor, " + advice.explain())
         if advice.scheme.splitter != s.splitter or advice.scheme.group != s.group or advice.scheme.time != s.time:
             print(f"  note: the spec uses {s.splitter}" + (f" grouped by {s.group}" if s.group else "")

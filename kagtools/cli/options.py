@@ -168,11 +168,9 @@ def print_runs(ctx, runs=None, highlight: str | None = None) -> None:
                               "weights"]))
     print("gap +- se: the paired gap to the leader over the shared folds; a gap within about two "
           "standard errors is noise, not a better model.")
-    if runs is None:
-        stale = ctx.stale_runs()
-        if stale:
-            print(f"{len(stale)} stale run(s) hidden: made from data that has changed since "
-                  f"(e.g. {stale[0].run_id}); `kagtools submit {ctx.spec.slug}` retrains them")
+    if runs is None and (stale := ctx.stale_runs()):
+        print(f"{len(stale)} stale run(s) hidden: made from data that has changed since "
+              f"(e.g. {stale[0].run_id}); `kagtools submit {ctx.spec.slug}` retrains them")
 
 
 def weights_text(weights: dict | None, top: int = 3) -> str:

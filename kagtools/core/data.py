@@ -64,11 +64,8 @@ def plain(value):
 
 def file_hash(path: Path) -> str:
     """A hash of the bytes of ``path``."""
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+        return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
 
 
 def load_competition(spec: CompetitionSpec, data_dir: str | os.PathLike | None = None) -> CompetitionData:
@@ -160,14 +157,12 @@ def check_targets(train: pd.DataFrame, spec: CompetitionSpec, path: Path) -> Non
                   f"than the {n_splits} folds: some validation folds lack it, and where no training row has it the "
                   f"model gives it probability 0; merge rare classes or use fewer folds if that matters", flush=True)
         if spec.task == "binary" and len(values) > 2:
-            counts = y.value_counts()
             odd = counts.index[-1]
             row = int(y.index[y == odd][0]) + 2
             raise KagtoolsError(f"{path}: target column '{col}' has {len(values)} values "
                                 f"({', '.join(repr(plain(v)) for v in sorted(counts.index, key=str)[:6])}) but the task is "
                                 f"binary; the rarest, {plain(odd)!r}, is first at row {row} of the file: fix it, or make the "
                                 f"task multiclass in the spec")
-
 
 
 def _check_sample_columns(spec: CompetitionSpec, sample: pd.DataFrame, path: Path, train: pd.DataFrame) -> None:

@@ -1,13 +1,10 @@
 """The fold engine: the one loop that fits anything on every fold of the shared folds.
 
-For each (repeat, fold): clone the model and seed it for the fold, fit it on the training rows
-(features that use the target are fitted inside the fold by ``fold_features``, a scikit-learn
-transformer, never on validation rows), predict the validation rows (out of fold) and the test
-rows, then assemble the OOF table and the fold-averaged test predictions. Callbacks see each
-fold before and after it is fitted (LightGBM's callback style: small objects with an ``order``,
-a read-only view of the fold, stopping by exception), which is how tuning reports and prunes.
-:func:`cross_validate`, tuning trials, bagging and ensemble boosting all run through
-:func:`run_folds`.
+Features that use the target are fitted inside each fold by ``fold_features`` (a scikit-learn
+transformer), never on validation rows. Callbacks see each fold before and after it is fitted
+(LightGBM's callback style: small objects with an ``order``, a read-only view of the fold,
+stopping by exception), which is how tuning reports and prunes. :func:`cross_validate`, tuning
+trials, bagging and ensemble boosting all run through :func:`run_folds`.
 """
 
 from __future__ import annotations
@@ -67,12 +64,15 @@ class TrainingSet:
         if self.fold_features is None:
             return fold_frames(None, self.X, y, self.X_test, train_idx, valid_idx)
         if key not in self._fold_cache:
-            if self.test_features == "all":
-                X_tr, X_va, _ = fold_frames(self.fold_features, self.X, y, None, train_idx, valid_idx)
-                self._fold_cache[key] = X_tr, X_va, self._test_frame(key[0], y)
-            else:
-                self._fold_cache[key] = fold_frames(self.fold_features, self.X, y, self.X_test, train_idx,
-                                                    valid_idx)
+            on_all = self.test_features == "all"
+            X_tr, X_va, X_te = fold_frames(self.fold_features, self.X, y, None if on_all else self.X_test,
+                                           train_idx, valid_idx)
+            if on_all and self.X_test is not None:  # fitted once, on every training row
+                if ("test", key[0]) not in self._fold_cache:
+                    ff = clone(self.fold_features).fit(self.X, y)
+                    self._fold_cache["test", key[0]] = ff.transform(self.X_test)
+                X_te = self._fold_cache["test", key[0]]
+            self._fold_cache[key] = X_tr, X_va, X_te
         return self._fold_cache[key]
 
     def full_frames(self, folds_hash: str, y: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -84,15 +84,6 @@ class TrainingSet:
             X = ff.fit_transform(self.X, y)
             self._fold_cache["full", folds_hash] = X, ff.transform(self.X_test) if self.X_test is not None else None
         return self._fold_cache["full", folds_hash]
-
-    def _test_frame(self, folds_hash: str, y: np.ndarray) -> pd.DataFrame | None:
-        """The test rows' fold features fitted once on every training row."""
-        if self.X_test is None:
-            return None
-        if ("test", folds_hash) not in self._fold_cache:
-            ff = clone(self.fold_features).fit(self.X, y)
-            self._fold_cache["test", folds_hash] = ff.transform(self.X_test)
-        return self._fold_cache["test", folds_hash]
 
 
 def encode_target(spec: CompetitionSpec, y) -> tuple[np.ndarray, list | None]:

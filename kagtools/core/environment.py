@@ -55,13 +55,10 @@ def candidate_data_dirs(slug: str, data_dir: str | os.PathLike | None = None, *,
     if data_dir is not None:
         return [Path(data_dir)]
     dirs = [recorded] if recorded is not None else []
-    env = os.environ.get("KAGTOOLS_DATA_DIR")
-    if env:
+    if env := os.environ.get("KAGTOOLS_DATA_DIR"):
         dirs.append(Path(env) / slug)
     # Kaggle mounts a competition at /kaggle/input/<slug>; newer images nest it one level down.
-    dirs += [KAGGLE_INPUT_ROOT / slug, KAGGLE_INPUT_ROOT / "competitions" / slug]
-    dirs.append(Path("data") / slug)
-    return dirs
+    return [*dirs, KAGGLE_INPUT_ROOT / slug, KAGGLE_INPUT_ROOT / "competitions" / slug, Path("data") / slug]
 
 
 def resolve_data_dir(slug: str, data_dir: str | os.PathLike | None = None, *,

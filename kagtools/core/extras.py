@@ -55,9 +55,7 @@ def extra_for(module: str) -> str:
     """The extra that installs ``module`` (the one that installs least of what is not asked)."""
     top = module.split(".")[0]
     owners = [extra for extra, mods in EXTRAS.items() if top in mods]
-    if not owners:
-        return "all"
-    return "all" if len(owners) > 1 and top == "torch" else owners[0]
+    return "all" if not owners or (len(owners) > 1 and top == "torch") else owners[0]
 
 
 @contextmanager

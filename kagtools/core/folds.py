@@ -115,14 +115,7 @@ def changed_files(run_root: Path, old: str | None, new: dict[str, str]) -> list[
     return sorted(name for name in {*seen, *new} if seen.get(name) != new.get(name)) if seen else sorted(new)
 
 
-def _record_fingerprint(run_root: Path, fingerprint: str, files: dict[str, str]) -> None:
-    path = run_root / DATA_LEDGER
-    ledger = read_json(path) if path.is_file() else {}
-    if ledger.get(fingerprint) != files:
-        write_json(path, {**ledger, fingerprint: files})
-
-
-def _stratify_labels(train: pd.DataFrame, cv: CVScheme, spec: CompetitionSpec) -> np.ndarray | None:
+def _stratify_labels(train: pd.DataFrame, cv: CVScheme) -> np.ndarray | None:
     col = cv.stratify
     if col is None:
         return None
@@ -139,7 +132,7 @@ def make_folds(train: pd.DataFrame, spec: CompetitionSpec) -> pd.DataFrame:
     cv = spec.cv
     kind = SPLITTERS.get(cv.splitter)
     cls = kind.cls
-    y = _stratify_labels(train, cv, spec)
+    y = _stratify_labels(train, cv)
     if kind.wants_y and y is None:
         raise KagtoolsError(f"cv.splitter {cv.splitter} needs cv.stratify (a column to stratify on)")
     groups = None
@@ -152,19 +145,22 @@ def make_folds(train: pd.DataFrame, spec: CompetitionSpec) -> pd.DataFrame:
         if cv.time not in train.columns:
             raise KagtoolsError(f"cv.time: column '{cv.time}' is not in train.csv")
         order = np.argsort(train[cv.time].to_numpy(), kind="stable")
+    X = np.zeros((len(train), 1))
+    split_y = y[order] if y is not None else None
+    split_g = groups[order] if groups is not None else None
     frames = []
     for r in range(cv.n_repeats):
         seed = cv.seed + r
         if cls is model_selection.TimeSeriesSplit:
             splitter = cls(n_splits=cv.n_splits)
         elif cls is model_selection.GroupKFold:
-            splitter = _group_kfold(cv.n_splits, seed)
+            try:  # scikit-learn >= 1.6 shuffles groups when asked
+                splitter = cls(n_splits=cv.n_splits, shuffle=True, random_state=seed)
+            except TypeError:
+                splitter = cls(n_splits=cv.n_splits)
         else:
             splitter = cls(n_splits=cv.n_splits, shuffle=True, random_state=seed)
         fold = np.full(len(train), -1, dtype=int)
-        X = np.zeros((len(train), 1))
-        split_y = y[order] if y is not None else None
-        split_g = groups[order] if groups is not None else None
         try:
             for f, (_, valid) in enumerate(splitter.split(X, split_y, split_g)):
                 fold[order[valid]] = f
@@ -174,13 +170,6 @@ def make_folds(train: pd.DataFrame, spec: CompetitionSpec) -> pd.DataFrame:
                                 f"the spec's [cv]") from None
         frames.append(pd.DataFrame({"id": train[spec.id_col].to_numpy(), "repeat": r, "fold": fold}))
     return pd.concat(frames, ignore_index=True)
-
-
-def _group_kfold(n_splits: int, seed: int):
-    try:  # scikit-learn >= 1.6 shuffles groups when asked
-        return model_selection.GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    except TypeError:
-        return model_selection.GroupKFold(n_splits=n_splits)
 
 
 def _hash_table(table: pd.DataFrame) -> str:
@@ -212,7 +201,9 @@ def ensure_folds(train: pd.DataFrame, spec: CompetitionSpec, run_root: Path, *, 
     scheme = spec.cv.as_dict()
     fingerprint = data_fingerprint(train, spec, files)
     if files:
-        _record_fingerprint(run_root, fingerprint, files)
+        ledger = read_json(run_root / DATA_LEDGER) if (run_root / DATA_LEDGER).is_file() else {}
+        if ledger.get(fingerprint) != files:
+            write_json(run_root / DATA_LEDGER, {**ledger, fingerprint: files})
     folds = None if rebuild else recorded_folds(run_root, scheme, fingerprint)
     targets = run_root / TARGETS_FILE  # what blending recorded runs needs without the data folder
     if not targets.is_file() or folds is None:

@@ -124,11 +124,6 @@ def _log_loss(y, p):
     return skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=np.arange(p.shape[1]))
 
 
-@register_metric("map@3", greater_is_better=True, needs="proba")
-def _map3(y, p):
-    return mapk(y, p, 3)
-
-
 def mapk(y_true, scores, k: int) -> float:
     """Mean average precision at ``k`` with one relevant class per row (Kaggle's MAP@k).
 
@@ -143,6 +138,7 @@ def mapk(y_true, scores, k: int) -> float:
     return float((hits / np.arange(1, top.shape[1] + 1)).sum(axis=1).mean())
 
 
+register_metric("map@3", greater_is_better=True, needs="proba")(lambda y, p: mapk(y, p, 3))
 register_metric("rmse", greater_is_better=False, needs="value")(
     lambda y, p: float(np.sqrt(skm.mean_squared_error(y, p))))
 register_metric("mcrmse", greater_is_better=False, needs="value")(  # mean column-wise RMSE

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kagtools.core.registry import Registry
+from kagtools.core.registry import Registry, did_you_mean
 from kagtools.core.task import Task
 from kagtools.errors import KagtoolsError
 
@@ -69,8 +69,6 @@ def list_models(pattern: str = "*", *, include_lazy: bool = True) -> list[str]:
 
 def create_model(name: str, **params: Any):
     """Instantiate the model registered as ``name`` with ``params``; unknown params are an error."""
-    from kagtools.core.registry import did_you_mean
-
     cls = get_model_class(name)
     valid = cls().get_params(deep=False)
     unknown = sorted(set(params) - set(valid))
@@ -84,8 +82,7 @@ def check_params(name: str, params: dict[str, Any], *, task: str | None = None) 
     """Refuse bad parameters of model ``name`` before any data is read, in one line: unknown
     names, a string or bool where the model takes a number, and whatever the model's own
     ``check_params()`` refuses (scikit-learn's parameter constraints, LightGBM's checks)."""
-    cls = get_model_class(name)
-    defaults = cls().get_params(deep=False)
+    defaults = get_model_class(name)().get_params(deep=False)
     model = create_model(name, **params)
     for key, value in params.items():
         default = defaults[key]
@@ -110,10 +107,7 @@ def check_params(name: str, params: dict[str, Any], *, task: str | None = None) 
 def seed_params(model, seed: int) -> dict[str, int]:
     """``{"seed": seed}`` or ``{"random_state": seed}``, whichever the estimator takes; {} if neither."""
     names = model.get_params(deep=False)
-    for key in ("seed", "random_state"):
-        if key in names:
-            return {key: seed}
-    return {}
+    return next(({key: seed} for key in ("seed", "random_state") if key in names), {})
 
 
 def fold_seed(model, seed: int, repeat: int, fold: int) -> dict[str, int]:

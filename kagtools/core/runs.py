@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -98,8 +99,7 @@ class RunRecord:
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         missing = sorted(required - set(data))
         if missing:
-            raise KagtoolsError(f"{where}: not a run record of this kagtools (no '{missing[0]}'); "
-                                f"rerun it")
+            raise KagtoolsError(f"{where}: not a run record of this kagtools (no '{missing[0]}'); rerun it")
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @property
@@ -202,9 +202,7 @@ def list_runs(root: Path, folds_hash: str | None = None) -> list[Run]:
     """Every finished run under ``root`` (optionally only those made with ``folds_hash``); a run
     written by an older kagtools, whose record does not read, is left out."""
     runs = []
-    if not root.is_dir():
-        return runs
-    for p in sorted(root.iterdir()):
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
         if p.name.startswith(".") or not (p / "run.json").is_file():
             continue
         try:
@@ -227,11 +225,7 @@ def git_sha() -> str | None:
 
 def versions() -> dict[str, str]:
     """Versions of what a run depended on (modules already imported only: no import cost)."""
-    import sys
-
-    out = {"python": platform.python_version()}
-    for mod in ("kagtools", "numpy", "pandas", "sklearn", "lightgbm", "torch", "timm", "transformers"):
-        if mod in sys.modules:
-            out[mod] = getattr(sys.modules[mod], "__version__", "?")
-    out["host_cpus"] = str(os.cpu_count())
-    return out
+    loaded = [m for m in ("kagtools", "numpy", "pandas", "sklearn", "lightgbm", "torch", "timm", "transformers")
+              if m in sys.modules]
+    return {"python": platform.python_version(), **{m: getattr(sys.modules[m], "__version__", "?") for m in loaded},
+            "host_cpus": str(os.cpu_count())}

@@ -118,28 +118,18 @@ def check_name(name: Any, what: str) -> str:
 
 def _spec_dirs(workdir: Path | None = None) -> list[Path]:
     """The project folder's ``competitions/`` (the working directory), then the shipped specs."""
-    dirs = [(workdir or Path.cwd()) / "competitions", shipped_dir("competitions")]
-    unique: list[Path] = []
-    for d in dirs:
-        if d.resolve() not in [u.resolve() for u in unique]:
-            unique.append(d)
-    return unique
+    local, shipped = (workdir or Path.cwd()) / "competitions", shipped_dir("competitions")
+    return [local] if local.resolve() == shipped.resolve() else [local, shipped]
 
 
 def spec_path(slug: str, workdir: Path | None = None) -> Path | None:
     check_name(slug, "competition slug")
-    for d in _spec_dirs(workdir):
-        p = d / f"{slug}.toml"
-        if p.is_file():
-            return p
-    return None
+    paths = [d / f"{slug}.toml" for d in _spec_dirs(workdir)]
+    return next((p for p in paths if p.is_file()), None)
 
 
 def list_specs(workdir: Path | None = None) -> list[str]:
-    slugs = set()
-    for d in _spec_dirs(workdir):
-        slugs.update(p.stem for p in d.glob("*.toml"))
-    return sorted(slugs)
+    return sorted({p.stem for d in _spec_dirs(workdir) for p in d.glob("*.toml")})
 
 
 def parse_spec(data: dict[str, Any], *, source: str = "<dict>", path: Path | None = None) -> CompetitionSpec:
@@ -152,8 +142,6 @@ def parse_spec(data: dict[str, Any], *, source: str = "<dict>", path: Path | Non
 
     task = Task.parse(need("task"), where=f"{source}: task")
     targets = need("target_cols")
-    if isinstance(targets, str):
-        targets = [targets]
     metric = data.get("metric", {})
     metric_name = metric.get("name") if isinstance(metric, dict) else metric
     if not metric_name:
@@ -174,7 +162,7 @@ def parse_spec(data: dict[str, Any], *, source: str = "<dict>", path: Path | Non
         title=data.get("title", ""),
         task=task,
         id_col=need("id_col"),
-        target_cols=tuple(targets),
+        target_cols=(targets,) if isinstance(targets, str) else tuple(targets),
         metric=metric_name,
         files=dict(data.get("files", {})),
         submission_kind=kind,
@@ -217,12 +205,10 @@ def load_spec(slug_or_path: str | os.PathLike, workdir: Path | None = None) -> C
 
 
 def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    if isinstance(value, (bool, str)):
+        return json.dumps(value)  # JSON's true, false and strings are valid TOML
     if isinstance(value, (int, float)):
         return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):

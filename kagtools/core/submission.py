@@ -29,9 +29,7 @@ def render_submission(spec: CompetitionSpec, run: Run, sample: pd.DataFrame) -> 
     value_cols = [c for c in sample.columns if c != spec.id_col]
     if spec.task.has_classes and spec.submission_kind == "labels":
         threshold = run.record.threshold if run.record.threshold is not None else 0.5
-        labels = np.asarray(classes, dtype=object)[to_labels(preds if preds.shape[1] > 1 else preds[:, 0],
-                                                             threshold=threshold)]
-        out[value_cols[0]] = labels
+        out[value_cols[0]] = np.asarray(classes, dtype=object)[to_labels(preds, threshold=threshold)]
     elif spec.task == "multiclass":  # one probability column per class
         for i, c in enumerate(classes):
             out[_class_column(c, value_cols)] = preds[:, i]
@@ -106,9 +104,8 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, *, id_col: str,
         raise KagtoolsError(f"{where}: id {dup.iloc[0]!r} appears more than once")
     sub_ids, sample_ids = set(sub[id_col].astype(str)), set(sample[id_col].astype(str))
     if sub_ids != sample_ids:
-        extra = sorted(sub_ids - sample_ids)[:1]
-        missing = sorted(sample_ids - sub_ids)[:1]
-        what = f"id {extra[0]!r} is not in the sample submission" if extra else f"id {missing[0]!r} is missing"
+        extra, missing = sub_ids - sample_ids, sample_ids - sub_ids
+        what = f"id {min(extra)!r} is not in the sample submission" if extra else f"id {min(missing)!r} is missing"
         raise KagtoolsError(f"{where}: {what}")
     for col in sample.columns:
         want, have = sample[col].dtype, sub[col].dtype
@@ -150,10 +147,7 @@ def write_submission(spec: CompetitionSpec, sub: pd.DataFrame, sample: pd.DataFr
         "rows": len(sub),
         **(info or {}),
     }
-    versioned = out_dir / f"submission-{stamp}-{run_id}.csv"
-    write_csv(versioned, sub)
-    write_json(versioned.with_suffix(".json"), sidecar)
-    path = out_dir / "submission.csv"
-    write_csv(path, sub)
-    write_json(out_dir / "submission.json", sidecar)
-    return path
+    for path in (out_dir / f"submission-{stamp}-{run_id}.csv", out_dir / "submission.csv"):
+        write_csv(path, sub)
+        write_json(path.with_suffix(".json"), sidecar)
+    return out_dir / "submission.csv"

@@ -1,12 +1,10 @@
 """Experiment tracking: MLflow mirrors ``runs/``; TensorBoard keeps the curves of deep-learning folds.
 
 ``runs/`` stays the source of truth. Every run written (:func:`kagtools.core.runs.write_run`)
-and every finished tuning trial is mirrored into MLflow: experiment = competition slug, run
-name = run id, parameters, the CV score (``cv``, ``cv_std``, ``nested`` for blends), each fold's
-score as a step series, provenance as tags (data fingerprint, folds hash, git sha, kind) and
-``run.json`` as an artifact. The default store is ``sqlite:///<workdir>/runs/mlflow.db``;
-``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` sends to a server; ``--no-track`` or
-``KAGTOOLS_NO_TRACK=1`` turns tracking off.
+and every finished tuning trial is mirrored into MLflow (the store: :func:`configure`):
+experiment = competition slug, run name = run id, parameters, the CV score (``cv``, ``cv_std``,
+``nested`` for blends), each fold's score as a step series, provenance as tags (data
+fingerprint, folds hash, git sha, kind) and ``run.json`` as an artifact.
 
 Tracking never fails a command and never slows it much: the runs are queued and logged by one
 background thread (importing MLflow and opening its store take seconds: they overlap the
@@ -25,6 +23,7 @@ import atexit
 import contextlib
 import contextvars
 import importlib.util
+import itertools
 import logging
 import os
 import queue
@@ -32,21 +31,22 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kagtools.core.environment import default_workdir
 from kagtools.errors import KagtoolsError
 
 if TYPE_CHECKING:
     from kagtools.core.runs import Run
 
 __all__ = ["configure", "log_run", "log_artifacts", "log_trials", "flush", "default_uri", "ui_command",
-           "tracking_uri", "fold_scope", "current_fold", "tensorboard_logdir", "tensorboard_root"]
+           "tracking_uri", "fold_scope", "current_fold", "tensorboard_logdir"]
 
 _PARAM_MAX = 6000  # MLflow's limit on a parameter value
-_BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's limits per log_batch call
+_BATCH = {"metrics": 1000, "params": 100}  # MLflow's limits per log_batch call
 
 
 def default_uri(workdir: str | os.PathLike) -> str:
@@ -102,11 +102,7 @@ def configure(workdir: str | os.PathLike | None, slug: str | None = None, *, uri
     if enabled and uri and not has_mlflow:
         raise KagtoolsError("--tracking-uri needs MLflow, which the core install leaves out: "
                             "pip install 'kagtools[tracking]' (or drop --tracking-uri; runs/ keeps every run)")
-    if workdir is None:
-        from kagtools.core.environment import default_workdir
-
-        workdir = default_workdir()
-    workdir = Path(workdir).resolve()
+    workdir = Path(workdir if workdir is not None else default_workdir()).resolve()
     with _LOCK:
         _STATE.__init__()
         _STATE.workdir, _STATE.slug = workdir, slug
@@ -123,42 +119,38 @@ def tracking_uri() -> str | None:
 
 
 # ------------------------------------------------------------------------------------ the queue
-def _submit(item: tuple) -> None:
-    with _LOCK:
-        if not _STATE.enabled:
-            return
-        if _STATE.thread is None:
-            _STATE.queue = queue.Queue()
-            _STATE.thread = threading.Thread(target=_worker, args=(_STATE.queue, _STATE.uri),
-                                             name="kagtools-mlflow", daemon=True)
-            _STATE.thread.start()
-        _STATE.queue.put(item)
-
-
-def log_run(run: Run) -> None:
-    """Mirror one finished run into MLflow (queued; never raises)."""
+def _submit(make_item: Callable[[], tuple]) -> None:
+    """Queue ``make_item()`` for the logging thread (started on the first item); never raises."""
     try:
-        _submit(("run", run.record.to_json(), Path(run.path)))
+        item = make_item()
+        with _LOCK:
+            if not _STATE.enabled:
+                return
+            if _STATE.thread is None:
+                _STATE.queue = queue.Queue()
+                _STATE.thread = threading.Thread(target=_worker, args=(_STATE.queue, _STATE.uri),
+                                                 name="kagtools-mlflow", daemon=True)
+                _STATE.thread.start()
+            _STATE.queue.put(item)
     except Exception as exc:  # tracking never fails a command
         _warn(exc)
 
 
+def log_run(run: Run) -> None:
+    """Mirror one finished run into MLflow (queued; never raises)."""
+    _submit(lambda: ("run", run.record.to_json(), Path(run.path)))
+
+
 def log_artifacts(paths: Iterable[str | os.PathLike], *, run_id: str) -> None:
     """Attach files (PNG and HTML reports) to the MLflow run of the kagtools run ``run_id``."""
-    try:
-        _submit(("artifacts", run_id, [Path(p) for p in paths if Path(p).is_file()]))
-    except Exception as exc:
-        _warn(exc)
+    _submit(lambda: ("artifacts", run_id, [Path(p) for p in paths if Path(p).is_file()]))
 
 
 def log_trials(slug: str, study_name: str, trials: Iterable[dict[str, Any]]) -> None:
     """Mirror tuning trials: each a dict with ``number``, ``params``, ``value``, ``state`` and
     optionally ``cv_std`` and ``intermediate`` (step -> value). A trial already mirrored (same
     study and number) is skipped, so a resumed study logs only its new trials."""
-    try:
-        _submit(("trials", slug, study_name, list(trials)))
-    except Exception as exc:
-        _warn(exc)
+    _submit(lambda: ("trials", slug, study_name, list(trials)))
 
 
 def flush(timeout: float | None = 120.0) -> None:
@@ -234,9 +226,9 @@ class _Client:
         for name in ("mlflow", "alembic"):  # no INFO lines about creating tables (set after the import,
             logging.getLogger(name).setLevel(logging.WARNING)  # which configures mlflow's logger)
 
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.uri = uri
+        self.db_dir = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else None
+        if self.db_dir is not None:
+            self.db_dir.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=uri)
         self.experiments: dict[str, str] = {}
 
@@ -244,9 +236,8 @@ class _Client:
         if slug not in self.experiments:
             exp = self.client.get_experiment_by_name(slug)
             if exp is None:
-                location = None
-                if self.uri.startswith("sqlite:///"):  # beside the database, not in the current folder
-                    location = (Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+                # Artifacts beside the database, not in the current folder.
+                location = (self.db_dir / "mlartifacts").as_uri() if self.db_dir is not None else None
                 try:
                     self.experiments[slug] = self.client.create_experiment(slug, artifact_location=location)
                 except Exception:  # another process created it meanwhile
@@ -262,17 +253,14 @@ class _Client:
         query = " and ".join(f"tags.`{k}` = {v}" for k, v in quoted.items())
         return self.client.search_runs([exp_id], filter_string=query, max_results=50000)
 
-    def _log(self, mlflow_id: str, *, metrics=(), params=(), tags=()) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+    def _log(self, mlflow_id: str, *, metrics=(), params=()) -> None:
+        from mlflow.entities import Metric, Param
 
         metrics = [Metric(k, float(v), ts, step) for k, v, ts, step in metrics]
         params = [Param(k, v) for k, v in params]
-        tags = [RunTag(k, v) for k, v in tags]
-        while metrics or params or tags:
-            self.client.log_batch(mlflow_id, metrics=metrics[:_BATCH["metrics"]], params=params[:_BATCH["params"]],
-                                  tags=tags[:_BATCH["tags"]])
-            metrics, params, tags = (metrics[_BATCH["metrics"]:], params[_BATCH["params"]:],
-                                     tags[_BATCH["tags"]:])
+        while metrics or params:
+            self.client.log_batch(mlflow_id, metrics=metrics[:_BATCH["metrics"]], params=params[:_BATCH["params"]])
+            metrics, params = metrics[_BATCH["metrics"]:], params[_BATCH["params"]:]
 
     def run(self, rec: dict[str, Any], path: Path) -> None:
         exp_id = self.experiment(rec["slug"])
@@ -360,9 +348,7 @@ def _run_params(rec: dict[str, Any]) -> list[tuple[str, str]]:
             out.append((key, str(rec[key])[:_PARAM_MAX]))
     if rec.get("runs") and "members" not in names:
         out.append(("members", ",".join(rec["runs"])[:_PARAM_MAX]))
-    for member, w in (rec.get("weights") or {}).items():
-        out.append((_clean_key(f"weight.{member}"), f"{w:.6g}"))
-    return out
+    return out + [(_clean_key(f"weight.{member}"), f"{w:.6g}") for member, w in (rec.get("weights") or {}).items()]
 
 
 def _run_metrics(rec: dict[str, Any], ts: int) -> list[tuple[str, float, int, int]]:
@@ -398,11 +384,6 @@ def current_fold() -> tuple[str, int, int] | None:
     return _FOLD.get()
 
 
-def tensorboard_root() -> Path | None:
-    """``runs/<slug>/tensorboard`` when TensorBoard logging is on for this command."""
-    return _STATE.tb_root
-
-
 def tensorboard_logdir(default_label: str) -> Path | None:
     """A new directory for one training (one fold): ``<root>/<model>/<command start>/fold-<r>-<f>``
     inside :func:`fold_scope` (``.../fit`` outside one); a second training of the same fold in
@@ -414,10 +395,8 @@ def tensorboard_logdir(default_label: str) -> Path | None:
     scope = current_fold()
     label, leaf = (scope[0], f"fold-{scope[1]}-{scope[2]}") if scope else (default_label, "fit")
     with _LOCK:
-        k = 1
-        while True:
+        for k in itertools.count(1):
             path = root / _clean_key(label) / (_STATE.stamp if k == 1 else f"{_STATE.stamp}-{k}") / leaf
             if path not in _STATE.tb_dirs and not path.exists():
                 _STATE.tb_dirs.add(path)
                 return path
-            k += 1

@@ -1,11 +1,6 @@
-"""The batch size to train with: the largest that fits GPU memory, or the fastest on a CPU.
-
-On a GPU, :func:`find_batch_size` runs one training step at batch sizes 1, 2, 4, ... until a
-step runs out of memory (``torch.cuda.OutOfMemoryError``, memory freed between tries) and keeps
-the largest that fitted. On a CPU memory is rarely the limit; speed is: each size runs a few
-steps and the search stops when samples per second stop improving. Either way,
-:func:`accumulation_steps` says how many batches to accumulate to reach a target effective
-batch (the one the schedule was tuned for).
+"""The batch size to train with: the largest that fits GPU memory, or the fastest on a CPU
+(where memory is rarely the limit); see :func:`find_batch_size`. :func:`accumulation_steps`
+says how many batches to accumulate to reach the effective batch the schedule was tuned for.
 
 The step is injected (``step(batch_size)``), and so is the memory check (``memory_check``,
 e.g. :class:`SimulatedMemory`): the out-of-memory logic is tested on a CPU.
@@ -50,9 +45,7 @@ class BatchSizeResult:
     @property
     def batch_size(self) -> int:
         """The batch size to train with: the one found, or fewer to reach ``target`` exactly."""
-        if not self.target:
-            return self.largest
-        return math.ceil(self.target / self.grad_accum)
+        return math.ceil(self.target / self.grad_accum) if self.target else self.largest
 
     @property
     def grad_accum(self) -> int:
@@ -157,11 +150,8 @@ def find_batch_size(step: Callable[[int], Any], *, mode: str = "memory", start: 
     fitted = [p for p in probes if p.fits]
     if not fitted:
         raise KagtoolsError(f"batch size {start} does not fit in memory; use a smaller model or image size")
-    if mode == "memory":
-        largest = fitted[-1].batch_size
-    else:
-        largest = max(fitted, key=lambda p: p.samples_per_s).batch_size
-    return BatchSizeResult(largest=largest, mode=mode, probes=probes, target=target)
+    best = fitted[-1] if mode == "memory" else max(fitted, key=lambda p: p.samples_per_s)
+    return BatchSizeResult(largest=best.batch_size, mode=mode, probes=probes, target=target)
 
 
 def training_step(learner, inputs: torch.Tensor, targets: torch.Tensor) -> Callable[[int], None]:
@@ -172,7 +162,6 @@ def training_step(learner, inputs: torch.Tensor, targets: torch.Tensor) -> Calla
 
     params = [p for p in learner.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-6)
-    cuda = learner.device.type == "cuda"
 
     def step(batch_size: int) -> None:
         idx = torch.arange(batch_size) % len(targets)
@@ -186,7 +175,7 @@ def training_step(learner, inputs: torch.Tensor, targets: torch.Tensor) -> Calla
             opt.step()
         finally:
             opt.zero_grad(set_to_none=True)
-        if cuda:
+        if learner.device.type == "cuda":
             torch.cuda.synchronize()
 
     return step

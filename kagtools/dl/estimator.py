@@ -94,8 +94,7 @@ class ImageClassifierBase(ClassifierMixin, BaseEstimator):
         self.classes_ = np.arange(self.n_classes_)
         images = self._images(X)
         targets = torch.as_tensor(y, dtype=torch.long)
-        holdout = None
-        callbacks = []
+        holdout, callbacks = None, []
         if self.early_stopping:
             tr, ho = inner_holdout(len(y), frac=0.1, seed=int(self.seed or 0), stratify=y)
             holdout = self._loader(images[ho], targets[ho])
@@ -142,10 +141,9 @@ class ImageClassifierBase(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X, *, tta: int | None = None) -> np.ndarray:
         """Class probabilities, averaged over ``tta`` views (default: the ``tta`` parameter;
         0 or 1 = the plain image only)."""
-        n_views = self.tta if tta is None else tta
         learner = Learner(self._model(), nn.Identity(), device=self.device, progress=False)
         loader = self._loader(self._images(X))
-        views = self._tta_views()[: max(int(n_views), 1)]
+        views = self._tta_views()[: max(int(self.tta if tta is None else tta), 1)]
         return tta_predict(learner, loader, self._final_size(), views, softmax)
 
     def predict_scores(self, X, *, tta: int | None = None) -> np.ndarray:

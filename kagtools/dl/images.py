@@ -112,8 +112,7 @@ def tta_predict(learner, loader, size: int | tuple[int, int], thetas: Sequence[t
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -144,8 +143,7 @@ def load_image(path: str, presize: int) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2.functional import center_crop, resize
 
-    img = decode_image(str(path), mode=ImageReadMode.RGB)
-    img = resize(img, presize, antialias=True)
+    img = resize(decode_image(str(path), mode=ImageReadMode.RGB), presize, antialias=True)
     return center_crop(img, [presize, presize])
 
 

@@ -31,7 +31,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,7 @@ __all__ = [
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` as a :class:`torch.device`; ``None`` picks CUDA when present, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -176,8 +174,7 @@ class EarlyStopping(Callback):
         value = getattr(ctx, self.monitor)
         if value is None:
             return
-        better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
-        if better:
+        if (value < self.best - self.min_delta) if self.mode == "min" else (value > self.best + self.min_delta):
             self.best, self.wait = value, 0
             return
         self.wait += 1
@@ -266,7 +263,7 @@ class LRFinderResult:
     lrs: list[float]
     losses: list[float]
     suggestion: float
-    lr_min: float = field(default=float("nan"))
+    lr_min: float = float("nan")
 
     def plot(self, path: str | Path) -> Path:
         """Write loss against learning rate (log scale) as a PNG; returns the path."""
@@ -306,12 +303,10 @@ def _suggest(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
         for j in range(i):
             if losses[i] < losses[j] and length[j] + 1 > length[i]:
                 length[i], prev[i] = length[j] + 1, j
-    end = int(np.argmax(length))
-    start = end
+    start = end = int(np.argmax(length))
     while prev[start] >= 0:
         start = int(prev[start])
-    lr_valley = float(lrs[(start + end) // 2])
-    return lr_valley, lr_min
+    return float(lrs[(start + end) // 2]), lr_min
 
 
 # --------------------------------------------------------------------------- learner
@@ -378,9 +373,7 @@ class Learner:
         return None
 
     def _autocast(self):
-        if self.amp_dtype is None:
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def _scaler(self) -> torch.amp.GradScaler:
         return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -390,19 +383,15 @@ class Learner:
     def _optimizer(self, lr_max: float, wd: float, param_groups) -> torch.optim.Optimizer:
         if param_groups is None:
             param_groups = [(self.model.parameters(), lr_max)]
-        groups = []
-        for params, lr in param_groups:
-            params = [p for p in params if p.requires_grad]
-            if params:
-                groups.append({"params": params, "lr": lr})
+        groups = [{"params": trainable, "lr": lr} for params, lr in param_groups
+                  if (trainable := [p for p in params if p.requires_grad])]
         if not groups:
             raise ValueError("no trainable parameters")
         return torch.optim.AdamW(groups, lr=lr_max, weight_decay=wd)
 
     def _loss(self, inputs, targets) -> torch.Tensor:
         with self._autocast():
-            out = _call(self.model, inputs)
-            loss = self.loss_fn(out, targets)
+            loss = self.loss_fn(_call(self.model, inputs), targets)
         return loss.float()
 
     def fit_one_cycle(self, train_loader: Iterable, epochs: int, lr_max: float, *,
@@ -427,11 +416,12 @@ class Learner:
         self.lr_trace = []
         it = 0
 
-        def ctx(epoch: int, **kw) -> TrainContext:
-            return TrainContext(self, epoch, epochs, it, opt.param_groups[0]["lr"], history=tuple(history), **kw)
+        def fire(hook: str, epoch: int, **kw) -> None:
+            ctx = TrainContext(self, epoch, epochs, it, opt.param_groups[0]["lr"], history=tuple(history), **kw)
+            for cb in cbs:
+                getattr(cb, hook)(ctx)
 
-        for cb in cbs:
-            cb.on_train_begin(ctx(0))
+        fire("on_train_begin", 0)
         try:
             for epoch in range(epochs):
                 start = time.perf_counter()
@@ -461,25 +451,21 @@ class Learner:
                     count += 1
                     if hasattr(batches, "set_postfix"):
                         batches.set_postfix(loss=f"{total / count:.4f}", refresh=False)
-                    for cb in cbs:
-                        cb.on_batch_end(ctx(epoch, train_loss=loss.item()))
+                    fire("on_batch_end", epoch, train_loss=loss.item())
+                valid_loss, metric = self.validate(valid_loader) if valid_loader is not None else (None, None)
                 row = {"epoch": len(self.history) + 1, "train_loss": total / max(count, 1),
-                       "valid_loss": None, "metric": None, "lr": opt.param_groups[0]["lr"]}
-                if valid_loader is not None:
-                    row["valid_loss"], row["metric"] = self.validate(valid_loader)
+                       "valid_loss": valid_loss, "metric": metric, "lr": opt.param_groups[0]["lr"]}
                 row["seconds"] = time.perf_counter() - start
                 history.append(row)
                 self.history.append(row)
                 self._report(row)
-                for cb in cbs:
-                    cb.on_epoch_end(ctx(epoch, train_loss=row["train_loss"], valid_loss=row["valid_loss"],
-                                        metric=row["metric"]))
+                fire("on_epoch_end", epoch, train_loss=row["train_loss"], valid_loss=row["valid_loss"],
+                     metric=row["metric"])
         except StopTraining:
             pass
         last = history[-1] if history else {}
-        for cb in cbs:
-            cb.on_train_end(ctx(len(history) - 1, train_loss=last.get("train_loss"),
-                                valid_loss=last.get("valid_loss"), metric=last.get("metric")))
+        fire("on_train_end", len(history) - 1, train_loss=last.get("train_loss"), valid_loss=last.get("valid_loss"),
+             metric=last.get("metric"))
         return history
 
     def _tensorboard(self, callbacks: Sequence[Callback]) -> list[Callback]:
@@ -560,9 +546,8 @@ class Learner:
         opt = self._optimizer(start_lr, wd, None)
         scaler = self._scaler()
         mult = (end_lr / start_lr) ** (1 / max(num_it - 1, 1))
-        lrs, losses, avg, best = [], [], 0.0, math.inf
+        lrs, losses, avg, best, i = [], [], 0.0, math.inf, 0
         self.model.train()
-        i = 0
         try:
             while i < num_it:
                 for batch in train_loader:
@@ -624,9 +609,6 @@ class Learner:
         if not self.progress or os.environ.get("KAGTOOLS_QUIET") == "1":
             return
         parts = [f"epoch {row['epoch']}", f"train_loss {row['train_loss']:.4f}"]
-        if row["valid_loss"] is not None:
-            parts.append(f"valid_loss {row['valid_loss']:.4f}")
-        if row["metric"] is not None:
-            parts.append(f"metric {row['metric']:.4f}")
+        parts += [f"{name} {row[name]:.4f}" for name in ("valid_loss", "metric") if row[name] is not None]
         parts.append(f"{row['seconds']:.1f}s")
         print("  ".join(parts), file=sys.stderr)

@@ -64,10 +64,8 @@ def create_timm_model(arch: str, num_classes: int, *, pretrained: str | None, dr
     """A timm classifier with ``num_classes`` outputs and the weights ``pretrained`` names."""
     import timm
 
-    if pretrained == "hub":
-        return timm.create_model(arch, pretrained=True, num_classes=num_classes, drop_rate=drop_rate)
-    model = timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
-    if not pretrained:
+    model = timm.create_model(arch, pretrained=pretrained == "hub", num_classes=num_classes, drop_rate=drop_rate)
+    if not pretrained or pretrained == "hub":
         return model
     if pretrained == "efficientnet_lite0":
         if arch != "tf_efficientnet_lite0":

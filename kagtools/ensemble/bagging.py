@@ -57,15 +57,15 @@ def bagged_cv(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model: str
                                      "\"colsample_bytree\": 0.8}' for lgbm, or fit bootstrap samples with --bootstrap")
         print(f"  warning: the {n_bags} members of the bag of {model} predict exactly the same: the model ignores "
               f"its seed with these parameters, so the bag is one model{hint}", flush=True)
-    name = f"{model}-bag{n_bags}{'b' if bootstrap else ''}"
     record = RunRecord(
-        run_id=make_run_id(name, params, seed, folds.hash, data.name), slug=spec.slug, kind="bag",
-        model=f"{model} x{n_bags}" + (" bootstrap" if bootstrap else ""), params=params, seed=seed,
-        task=spec.task, classes=res.classes, pred_cols=res.pred_cols, features=data.name,
+        run_id=make_run_id(f"{model}-bag{n_bags}{'b' if bootstrap else ''}", params, seed, folds.hash, data.name),
+        slug=spec.slug, kind="bag", model=f"{model} x{n_bags}" + (" bootstrap" if bootstrap else ""), params=params,
+        seed=seed, task=spec.task, classes=res.classes, pred_cols=res.pred_cols, features=data.name,
         n_features=int(data.X.shape[1]) if hasattr(data.X, "shape") else None, folds_hash=folds.hash,
         cv_scheme=folds.scheme, scores=score_oof(spec, res.oof, res.y_enc, data.ids, res.pred_cols),
         fold_seconds=res.fold_seconds, wall_seconds=res.wall_seconds,
-        details={"n_bags": n_bags, "bootstrap": bootstrap, "bag_seeds": [seed + BAG_SEED_STRIDE * i for i in range(n_bags)],
-                 "bag_scores": member_scores, "members_identical": identical},
+        details={"n_bags": n_bags, "bootstrap": bootstrap,
+                 "bag_seeds": [seed + BAG_SEED_STRIDE * i for i in range(n_bags)], "bag_scores": member_scores,
+                 "members_identical": identical},
         provenance=provenance(data_fingerprint=folds.fingerprint))
     return write_run(root, record, oof=res.oof, test=res.test)

@@ -1,12 +1,9 @@
 """Blends: a function of run artifacts only; the result is itself a run (OOF + test + score).
 
-Methods (see :mod:`kagtools.ensemble.blenders`): ``mean``, ``rank_mean``, ``geo_mean``,
-``hill_climb`` (Caruana, on the competition metric), ``optimize`` (non-negative weights),
-``stack_linear``, ``stack_lgbm`` and ``stack_lgbm_features`` (level 2 with the original
-features). Every blender is fitted within the shared folds (:mod:`kagtools.ensemble.nested`):
-a blend's ``cv`` score is measured on OOF rows the blender never saw (also stored as
-``nested``); ``in_sample`` is the optimistic score of the blender fitted on all rows, kept to
-show how much fitting on the scored rows would have flattered it.
+The methods are :mod:`kagtools.ensemble.blenders`, fitted within the shared folds
+(:mod:`kagtools.ensemble.nested`): a blend's ``cv`` (also stored as ``nested``) is scored on OOF
+rows its blender never saw; ``in_sample``, the optimistic score of the blender fitted on all
+rows, is kept to show how much fitting on the scored rows would have flattered it.
 """
 
 from __future__ import annotations
@@ -132,22 +129,18 @@ def blend(spec: CompetitionSpec, runs: list[Run], y: pd.Series, ids: pd.Series, 
               "in_sample_repeats": in_sample["repeats"], **extra}
     cols = level1.pred_cols
     oof = pd.concat([level1.keys, pd.DataFrame(res.nested, columns=cols)], axis=1)
-    test = None
-    if res.test is not None:
-        test = pd.concat([level1.test_ids.reset_index(drop=True).to_frame("id"),
-                          pd.DataFrame(res.test, columns=cols)], axis=1)
-    run_ids = level1.run_ids
+    test = None if res.test is None else pd.concat([level1.test_ids.reset_index(drop=True).to_frame("id"),
+                                                     pd.DataFrame(res.test, columns=cols)], axis=1)
     first = runs[0].record
-    details = {"features_share": res.features_share} if method == "stack_lgbm_features" else {}
     record = RunRecord(
-        run_id=run_id, inputs=inputs,
-        slug=spec.slug, kind="blend", model=f"blend:{method}", method=method,
+        run_id=run_id, inputs=inputs, slug=spec.slug, kind="blend", model=f"blend:{method}", method=method,
         params=blender.get_params() if method != "stack_lgbm_features" else {"features": True},
-        runs=run_ids, weights={r: round(float(w), 6) for r, w in zip(run_ids, res.weights, strict=True)},
+        runs=level1.run_ids, weights={r: round(float(w), 6) for r, w in zip(level1.run_ids, res.weights, strict=True)},
         seed=seed, task=spec.task, classes=first.classes, pred_cols=cols, folds_hash=first.folds_hash,
         cv_scheme=first.cv_scheme, threshold=res.threshold, scores=scores,
         features=features.name if method == "stack_lgbm_features" else None,
-        wall_seconds=time.perf_counter() - start, details=details,
+        wall_seconds=time.perf_counter() - start,
+        details={"features_share": res.features_share} if method == "stack_lgbm_features" else {},
         provenance=provenance(data_fingerprint=first.provenance.get("data_fingerprint")))
     return write_run(root, record, oof=oof, test=test)
 
@@ -198,9 +191,9 @@ def plot_blends(spec: CompetitionSpec, runs: list[Run], blends: list[Run], path:
     labels = run_ids + [b.record.method for b in blends]
     nested = [r.score for r in runs] + [b.score for b in blends]
     ax1.barh(labels, nested, color=["#9aa5b1"] * len(runs) + ["#2b6cb0"] * len(blends), label="OOF (nested for blends)")
-    ax1.scatter([b.record.scores["in_sample"] for b in blends], labels[len(runs):], color="#e53e3e", zorder=3,
-                label="in-sample (optimistic)")
-    every = nested + [b.record.scores["in_sample"] for b in blends]
+    in_sample = [b.record.scores["in_sample"] for b in blends]
+    ax1.scatter(in_sample, labels[len(runs):], color="#e53e3e", zorder=3, label="in-sample (optimistic)")
+    every = nested + in_sample
     pad = (max(every) - min(every)) * 0.15 + 1e-3
     ax1.set_xlim(min(every) - pad, max(every) + pad)
     ax1.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
@@ -211,10 +204,9 @@ def plot_blends(spec: CompetitionSpec, runs: list[Run], blends: list[Run], path:
     ax2.imshow(W, cmap="Blues", vmin=0, vmax=max(W.max(), 1e-9), aspect="auto")
     ax2.set_xticks(range(len(run_ids)), run_ids, rotation=45, ha="right", fontsize=8)
     ax2.set_yticks(range(len(blends)), [b.record.method for b in blends])
-    for i in range(W.shape[0]):
-        for j in range(W.shape[1]):
-            ax2.text(j, i, f"{W[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                     color="white" if W[i, j] > 0.6 * W.max() else "black")
+    for (i, j), w in np.ndenumerate(W):
+        ax2.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=7,
+                 color="white" if w > 0.6 * W.max() else "black")
     ax2.set_title("weight of each run in each blend")
     fig.suptitle(f"{spec.slug}: blends fitted within folds")
     fig.tight_layout()

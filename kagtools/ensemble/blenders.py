@@ -47,10 +47,15 @@ def _margin(P: np.ndarray, task: str) -> np.ndarray:
     return P
 
 
+def _from_margin(F: np.ndarray, task: str) -> np.ndarray:
+    """Back from :func:`_margin`'s scale: probabilities (binary, multiclass), values."""
+    if task == "binary":
+        return expit(F)
+    return softmax(F, axis=1) if task == "multiclass" else F
+
+
 class Blender(BaseEstimator):
     """Base: a blender that learns nothing but the mean (subclasses override)."""
-
-    uses_features = False
 
     def __init__(self, *, task: str = "binary"):
         self.task = task
@@ -80,9 +85,7 @@ class GeoMeanBlender(Blender):
         if self.task in _VALUES and (P <= 0).any():
             raise KagtoolsError("geo_mean: regression predictions must all be positive")
         z = np.tensordot(self.weights_, np.log(P) if self.task in _VALUES else _margin(P, self.task), axes=1)
-        if self.task == "binary":
-            return expit(z)
-        return softmax(z, axis=1) if self.task == "multiclass" else np.exp(z)
+        return _from_margin(z, self.task) if self.task in ("binary", "multiclass") else np.exp(z)
 
 
 class RankMeanBlender(Blender):
@@ -130,9 +133,8 @@ class HillClimbBlender(Blender):
         self.n_iter = n_iter
 
     def fit(self, P, y, X=None):
-        m = P.shape[0]
         scores = self._score(y, P)
-        counts = np.zeros(m, dtype=int)
+        counts = np.zeros(P.shape[0], dtype=int)
         first = self._pick(y, P, scores)
         counts[first] = 1
         total = P[first].copy()
@@ -238,8 +240,6 @@ class LGBMStacker(Blender):
     level-2 training rows only, as the CV loop does for level 1.
     """
 
-    uses_features = True
-
     def __init__(self, *, task: str = "binary", features: bool = False, fold_features: Any = None,
                  n_estimators: int = 150, learning_rate: float = 0.05, num_leaves: int = 7,
                  min_child_samples: int = 20, seed: int = 0):
@@ -305,12 +305,6 @@ for _name, _entry in {
 def make_blender(method: str, *, task: str, metric: str, seed: int = 0, fold_features: Any = None) -> Blender:
     """A fresh blender for ``method`` (see :data:`BLENDERS`)."""
     cls, fixed = BLENDERS.get(method)
-    kwargs: dict[str, Any] = {"task": task, **fixed}
     names = cls().get_params()
-    if "metric" in names:
-        kwargs["metric"] = metric
-    if "seed" in names:
-        kwargs["seed"] = seed
-    if fixed.get("features"):
-        kwargs["fold_features"] = fold_features
-    return cls(**kwargs)
+    given = {"metric": metric, "seed": seed, "fold_features": fold_features if fixed.get("features") else None}
+    return cls(task=task, **fixed, **{k: v for k, v in given.items() if k in names})

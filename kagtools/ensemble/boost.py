@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_softmax, softmax
+from scipy.special import log_softmax
 from sklearn.base import clone
 
 from kagtools.core.engine import (
@@ -40,16 +40,10 @@ from kagtools.core.folds import Folds
 from kagtools.core.model_registry import make_model
 from kagtools.core.runs import Run, RunRecord, make_run_id, provenance, write_run
 from kagtools.core.spec import CompetitionSpec
-from kagtools.ensemble.blenders import _margin
+from kagtools.ensemble.blenders import _from_margin, _margin
 from kagtools.errors import KagtoolsError
 
 __all__ = ["boost_run"]
-
-
-def _from_margin(F: np.ndarray, task: str) -> np.ndarray:
-    if task == "binary":
-        return expit(F)
-    return softmax(F, axis=1) if task == "multiclass" else F
 
 
 def _loss(F: np.ndarray, Y: np.ndarray, task: str) -> float:
@@ -72,13 +66,11 @@ def _fit_fold(learner, fold: Fold, frames, *, data: TrainingSet, y_enc, Y, margi
     # Only rows with a base OOF prediction train; fold features fitted on them, as the CV loop fits them.
     X_tr, X_va, X_te = fold_frames(data.fold_features, data.X, y_enc, data.X_test, tr, va)
     resid = Y[tr] - _from_margin(F[tr], task).reshape(len(tr), -1)
-    h_tr, h_va, h_te = [], [], []
+    h = []
     for c in range(Y.shape[1]):  # one regressor per class column
         model = clone(learner).fit(X_tr, resid[:, c])
-        h_tr.append(model.predict_scores(X_tr))
-        h_va.append(model.predict_scores(X_va))
-        h_te.append(model.predict_scores(X_te) if X_te is not None else np.zeros(0))
-    h_tr, h_va, h_te = (np.column_stack(h) for h in (h_tr, h_va, h_te))
+        h.append([model.predict_scores(X) if X is not None else np.zeros(0) for X in (X_tr, X_va, X_te)])
+    h_tr, h_va, h_te = (np.column_stack(cols) for cols in zip(*h, strict=True))
     Ftr = F[tr].reshape(len(tr), -1)
     step = minimize_scalar(lambda s: _loss(squeeze(Ftr + s * h_tr), squeeze(Y[tr]), task), bounds=(0, 20),
                            method="bounded").x * learning_rate
@@ -107,8 +99,7 @@ def boost_run(spec: CompetitionSpec, data: TrainingSet, folds: Folds, base: Run,
     if data.X_test is not None and base.has_test:
         t = base.test.set_index("id").loc[data.test_ids.to_numpy(), cols].to_numpy(float)
         F_test = _margin(t, task).reshape(len(t), -1)
-    repeats = range(folds.n_repeats)
-    margins = {r: _margin(squeeze(base.oof_matrix(r, data.ids)), task) for r in repeats}
+    margins = {r: _margin(squeeze(base.oof_matrix(r, data.ids)), task) for r in range(folds.n_repeats)}
     fit = partial(_fit_fold, data=data, y_enc=y_enc, Y=Y, margins=margins, F_test=F_test, task=task,
                   learning_rate=learning_rate)
     res = run_folds(spec, data, folds, learner, seed=seed, n_jobs=n_jobs, fit_fold=fit, frames=False,

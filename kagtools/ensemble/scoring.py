@@ -32,36 +32,34 @@ def batch_score(metric_name: str, y: np.ndarray, C: np.ndarray, *, threshold: fl
     C = np.asarray(C, dtype=float)
     y = np.asarray(y)
     k = C.shape[2]
-    name = metric_name
-    if name == "accuracy":
+    if metric_name == "accuracy":
         labels = C.argmax(axis=2) if k > 1 else (C[:, :, 0] >= threshold).astype(int)
         return (labels == y[None, :]).mean(axis=1)
-    if name == "f1" and k == 1:
+    if metric_name == "f1" and k == 1:
         labels = C[:, :, 0] >= threshold
         pos = y[None, :] == 1
         tp = (labels & pos).sum(axis=1)
         wrong = (labels != pos).sum(axis=1)  # false positives + false negatives
         return np.where(2 * tp + wrong > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0)
-    if name == "log_loss":
+    if metric_name == "log_loss":
         if k == 1:
             p = np.clip(C[:, :, 0], _EPS, 1 - _EPS)
             return -np.mean(np.where(y[None, :] == 1, np.log(p), np.log(1 - p)), axis=1)
         p = np.clip(C, _EPS, 1 - _EPS)
         p = p / p.sum(axis=2, keepdims=True)  # as sklearn's log_loss renormalises rows
         return -np.mean(np.log(np.take_along_axis(p, y[None, :, None].astype(int), axis=2)[:, :, 0]), axis=1)
-    if name == "roc_auc" and k == 1:  # Mann-Whitney U from average ranks
+    if metric_name == "roc_auc" and k == 1:  # Mann-Whitney U from average ranks
         pos = y == 1
         n1, n0 = int(pos.sum()), int((~pos).sum())
         return (_positive_rank_sums(C[:, :, 0], pos) - n1 * (n1 + 1) / 2) / (n1 * n0)
-    if k == 1 and name in ("rmse", "mae", "r2"):
+    if k == 1 and metric_name in ("rmse", "mae", "r2"):
         err = C[:, :, 0] - y[None, :].astype(float)
-        if name == "rmse":
+        if metric_name == "rmse":
             return np.sqrt(np.mean(err**2, axis=1))
-        if name == "mae":
+        if metric_name == "mae":
             return np.mean(np.abs(err), axis=1)
-        ss_tot = np.sum((y - y.mean()) ** 2)
-        return 1 - np.sum(err**2, axis=1) / ss_tot
-    metric = get_metric(name)
+        return 1 - np.sum(err**2, axis=1) / np.sum((y - y.mean()) ** 2)
+    metric = get_metric(metric_name)
     return np.array([metric(y, c[:, 0] if k == 1 else c, threshold=threshold) for c in C])
 
 

@@ -128,7 +128,6 @@ def selection_estimate(runs: Sequence[Run], metric: str, *, rule: str = "one_se"
         scores.append(S[c, j])
     if not scores:
         raise KagtoolsError("a selection-aware estimate needs at least two folds per repeat")
-    naive = float((S.mean(axis=1) * sign).max() * sign)
     return {"estimate": float(np.mean(scores)), "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
-            "naive": naive, "n_folds": len(scores),
+            "naive": float((S.mean(axis=1) * sign).max() * sign), "n_folds": len(scores),
             "chosen": {rid: picked.count(rid) for rid in dict.fromkeys(picked)}}

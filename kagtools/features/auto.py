@@ -235,10 +235,3 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
                 if c not in out:
                     out[c] = 0.0
         return out
-
-    def describe(self) -> dict[str, list[str]]:
-        """Columns per kind, as fitted (for reports)."""
-        out: dict[str, list[str]] = {}
-        for col, kind in self.kinds_.items():
-            out.setdefault(kind, []).append(col)
-        return out

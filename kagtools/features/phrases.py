@@ -93,8 +93,7 @@ def similarity_features(a: pd.Series, b: pd.Series, *, embeddings: tuple[np.ndar
     f["tfidf_word"] = tfidf_cosine(a, b, analyzer="word", token_pattern=r"(?u)\b\w+\b")
     ta, tb = ([set(t.split()) for t in s] for s in (a, b))  # both lowercased above
     inter = np.array([len(x & y) for x, y in zip(ta, tb, strict=True)], dtype=float)
-    na = np.array([len(x) for x in ta], dtype=float)
-    nb = np.array([len(y) for y in tb], dtype=float)
+    na, nb = (np.array([len(t) for t in ts], dtype=float) for ts in (ta, tb))
     f["tok_jaccard"] = inter / np.maximum(na + nb - inter, 1)
     f["tok_in_anchor"] = inter / np.maximum(na, 1)  # share of the anchor's words kept
     f["tok_in_target"] = inter / np.maximum(nb, 1)

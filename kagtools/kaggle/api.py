@@ -19,15 +19,16 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kagtools.core.environment import candidate_data_dirs
 from kagtools.errors import KagtoolsError
 
-__all__ = ["get_api", "check_credentials", "explain_http_error", "download_competition", "download_dataset", "submit_file", "submit_code",
-           "list_submissions", "push_kernel", "kernel_status", "kernel_output", "local_username",
-           "TERMINAL_KERNEL_STATES"]
+__all__ = ["get_api", "check_credentials", "explain_http_error", "download_competition", "download_dataset",
+           "submit_file", "submit_code", "list_submissions", "push_kernel", "kernel_status", "kernel_output",
+           "local_username", "TERMINAL_KERNEL_STATES"]
 
 CREDENTIALS_HELP = ("no Kaggle credentials found: put kaggle.json (from kaggle.com > Settings > API) in "
                     "~/.kaggle/ or $KAGGLE_CONFIG_DIR, or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)")
@@ -49,9 +50,8 @@ def local_username() -> str | None:
     """The Kaggle username from ``KAGGLE_USERNAME`` or kaggle.json, without the network."""
     if os.environ.get("KAGGLE_USERNAME"):
         return os.environ["KAGGLE_USERNAME"]
-    path = _config_dir() / "kaggle.json"
     try:
-        return json.loads(path.read_text()).get("username") or None
+        return json.loads((_config_dir() / "kaggle.json").read_text()).get("username") or None
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -104,8 +104,7 @@ def get_api():
 def check_credentials() -> str:
     """The Kaggle username, or one clear error when no credentials work: called before long work
     (training) whose result is then uploaded, so a missing token fails in seconds, not hours."""
-    api = get_api()
-    return api.config_values.get("username") or local_username() or "(token)"
+    return get_api().config_values.get("username") or local_username() or "(token)"
 
 
 def _mentions_quota(text: str) -> bool:
@@ -143,6 +142,13 @@ def _calling(slug: str, action: str):
         raise
     except Exception as exc:
         raise explain_http_error(exc, slug, action) from None
+
+
+def _call(slug: str, action: str, request: Callable[[Any], Any]) -> Any:
+    """``request(api)`` with an authenticated client, as :func:`_calling` runs it."""
+    api = get_api()
+    with _calling(slug, action):
+        return request(api)
 
 
 def _unzip_all(target: Path) -> None:
@@ -228,9 +234,7 @@ def submit_file(slug: str, path: str | os.PathLike, *, message: str) -> str:
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         raise KagtoolsError(f"submit to {slug}: {path} is missing or empty")
-    api = get_api()
-    with _calling(slug, f"submit to {slug}"):
-        resp = api.competition_submit(str(path), message, slug, quiet=True)
+    resp = _call(slug, f"submit to {slug}", lambda api: api.competition_submit(str(path), message, slug, quiet=True))
     said = _check_submitted(resp, slug, path.name)
     return (f"submitted {path.name} to Kaggle '{slug}' ({said or 'accepted'}); "
             f"scores: `kagtools submissions {slug}`")
@@ -239,10 +243,8 @@ def submit_file(slug: str, path: str | os.PathLike, *, message: str) -> str:
 def submit_code(slug: str, *, kernel: str, version: int | None, message: str,
                 file_name: str = "submission.csv") -> str:
     """Submit a kernel's output to a code competition; returns the line to print."""
-    api = get_api()
-    with _calling(slug, f"submit kernel {kernel} to {slug}"):
-        resp = api.competition_submit_code(file_name, message, competition=slug, kernel=kernel,
-                                           kernel_version=version, quiet=True)
+    resp = _call(slug, f"submit kernel {kernel} to {slug}", lambda api: api.competition_submit_code(
+        file_name, message, competition=slug, kernel=kernel, kernel_version=version, quiet=True))
     said = _check_submitted(resp, slug, file_name)
     v = f" version {version}" if version else ""
     return f"submitted kernel {kernel}{v} ({file_name}) to '{slug}' ({said or 'accepted'})"
@@ -254,9 +256,7 @@ def _enum_name(value) -> str:
 
 def list_submissions(slug: str) -> list[dict[str, Any]]:
     """Earlier submissions, newest first: date, description, status, public and private score."""
-    api = get_api()
-    with _calling(slug, f"list submissions of {slug}"):
-        subs = api.competition_submissions(slug) or []
+    subs = _call(slug, f"list submissions of {slug}", lambda api: api.competition_submissions(slug)) or []
     return [{
         "date": s.date.strftime("%Y-%m-%d %H:%M") if s.date else "",
         "file": s.file_name or "",
@@ -270,9 +270,7 @@ def list_submissions(slug: str) -> list[dict[str, Any]]:
 
 def push_kernel(folder: str | os.PathLike, *, slug: str = "") -> dict[str, Any]:
     """Push a kernel folder (``kernel-metadata.json`` + code file); returns ref, url, version."""
-    api = get_api()
-    with _calling(slug, f"push kernel {folder}"):
-        resp = api.kernels_push(str(folder))
+    resp = _call(slug, f"push kernel {folder}", lambda api: api.kernels_push(str(folder)))
     if resp.error:
         if _mentions_quota(resp.error):
             raise KagtoolsError(f"push kernel: Kaggle quota exceeded ({resp.error})")
@@ -286,9 +284,7 @@ def push_kernel(folder: str | os.PathLike, *, slug: str = "") -> dict[str, Any]:
 
 def kernel_status(kernel: str) -> tuple[str, str]:
     """``(status, failure message)`` of a kernel's latest run; status is e.g. running, complete."""
-    api = get_api()
-    with _calling("", f"status of kernel {kernel}"):
-        resp = api.kernels_status(kernel)
+    resp = _call("", f"status of kernel {kernel}", lambda api: api.kernels_status(kernel))
     return _enum_name(resp.status), resp.failure_message or ""
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from kagtools.core.model_registry import get_model_class, make_model, register_model
+from kagtools.errors import KagtoolsError
 
 __all__ = ["Bag", "BAG_SEED_STRIDE"]
 
@@ -36,8 +37,6 @@ class Bag(BaseEstimator):
         return getattr(get_model_class(self.model), "parallel_folds", True)
 
     def fit(self, X, y, X_valid=None, y_valid=None):
-        from kagtools.errors import KagtoolsError
-
         if self.n_bags < 1:
             raise KagtoolsError(f"bag: n_bags must be at least 1, got {self.n_bags}")
         y = np.asarray(y)

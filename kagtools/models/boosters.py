@@ -21,6 +21,7 @@ import xgboost
 from kagtools.models import register_model
 from kagtools.models.tabular import (
     _CATEGORICAL,
+    _NUMERIC,
     TabularModel,
     _as_frame,
     _categories_as_str,
@@ -37,8 +38,7 @@ def _float_numerics(X: pd.DataFrame) -> pd.DataFrame:
     """Numeric columns in range (:func:`finite_numerics`), nullable ones (``Int64``, ``Float64``
     with ``pd.NA``) as float64 with NaN, which both libraries read."""
     X = finite_numerics(X)
-    cats = set(_CATEGORICAL(X))
-    ext = [c for c in X.columns if c not in cats and not isinstance(X[c].dtype, np.dtype)]
+    ext = [c for c in _NUMERIC(X) if not isinstance(X[c].dtype, np.dtype)]
     if ext:
         X = X.copy()
         for c in ext:
@@ -73,8 +73,7 @@ class _Booster(TabularModel):
         eval_set = None
         if self.early_stopping_rounds:
             tr, ho = inner_split(y, frac=self.inner_valid, seed=self.seed, stratify=self.is_classifier)
-            X, eval_set = X.iloc[tr], (X.iloc[ho], y[ho])
-            y = y[tr]
+            X, y, eval_set = X.iloc[tr], y[tr], (X.iloc[ho], y[ho])
         self.best_iteration_ = self._fit(X, y, eval_set)
         if self.is_classifier:
             self.classes_ = np.asarray(self.estimator_.classes_)
@@ -133,11 +132,8 @@ class CatBoost(_Booster):
             one_hot_max_size=self.one_hot_max_size, thread_count=self.n_jobs, random_seed=self.seed,
             verbose=False, allow_writing_files=False,
         )
-        kwargs: dict[str, Any] = {}
-        if eval_set is not None:
-            kwargs = {"eval_set": eval_set, "early_stopping_rounds": self.early_stopping_rounds,
-                      "use_best_model": True}
-        self.estimator_.fit(X, y, cat_features=self.cat_features_, **kwargs)
+        stop = {"eval_set": eval_set, "early_stopping_rounds": self.early_stopping_rounds, "use_best_model": True}
+        self.estimator_.fit(X, y, cat_features=self.cat_features_, **(stop if eval_set is not None else {}))
         return self.estimator_.get_best_iteration() + 1 if eval_set is not None else None
 
     def refit_params(self, n_rounds: int) -> dict[str, Any]:

@@ -87,8 +87,7 @@ class DigitCNN(ImageClassifierBase):
                           mean=(0.1307,), std=(0.3081,))
 
     def _augment(self) -> AugmentConfig:
-        return AugmentConfig(min_scale=0.8, max_scale=1.2, max_rotate=10, max_translate=0.1, flip=False,
-                             brightness=0.0)
+        return AugmentConfig(min_scale=0.8, max_scale=1.2, max_rotate=10, max_translate=0.1, flip=False, brightness=0.0)
 
     def _tta_views(self) -> list[torch.Tensor]:
         return tta_thetas(11, flip=False, shift=0.05, rotate=6)

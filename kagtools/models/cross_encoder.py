@@ -11,22 +11,27 @@ each target from its own tokens."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy.special import expit
 from sklearn.base import BaseEstimator
+from sklearn.model_selection import GroupShuffleSplit
 from torch import nn
+from torch.utils.data import DataLoader
 
+from kagtools.dl.trainer import BestCheckpoint, EarlyStopping, Learner, seed_everything
+from kagtools.errors import KagtoolsError
+from kagtools.features.phrases import join_pair, resolve_model_path
 from kagtools.models import register_model
 
 __all__ = ["CrossEncoderRegressor", "GroupCrossEncoderRegressor", "MeanPoolRegressor", "SpanPoolRegressor", "pair_texts"]
 
 
 def _require_text_cols(X: pd.DataFrame, cols: Sequence[str]) -> None:
-    from kagtools.errors import KagtoolsError
-
     missing = [c for c in cols if c not in X.columns]
     if missing:
         raise KagtoolsError(f"hf_cross_encoder: X has no text column '{missing[0]}' (text_cols={list(cols)})")
@@ -34,8 +39,6 @@ def _require_text_cols(X: pd.DataFrame, cols: Sequence[str]) -> None:
 
 def pair_texts(X: pd.DataFrame, cols: Sequence[str], sep: str) -> list[str]:
     """The cross-encoder's input: the columns ``cols`` of each row joined by ``sep``."""
-    from kagtools.features.phrases import join_pair
-
     _require_text_cols(X, cols)
     return join_pair([X[c] for c in cols], sep).tolist()
 
@@ -49,9 +52,8 @@ class MeanPoolRegressor(nn.Module):
 
         config = AutoConfig.from_pretrained(path)
         if backbone_dropout is not None:  # every dropout rate the architecture's config names
-            for name, value in list(vars(config).items()):
-                if "dropout" in name and isinstance(value, float):
-                    setattr(config, name, backbone_dropout)
+            config.update({k: backbone_dropout for k, v in vars(config).items()
+                           if "dropout" in k and isinstance(v, float)})
         self.backbone = AutoModel.from_pretrained(path, config=config)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.backbone.config.hidden_size, 1)
@@ -68,17 +70,11 @@ class MeanPoolRegressor(nn.Module):
 def _layer_groups(net) -> list[list]:
     """Parameters from the bottom up: embeddings, each encoder layer, then pooler and head."""
     backbone = net.backbone
-    layers = None
     for attr in ("encoder.layer", "layers", "transformer.layer", "encoder.layers"):
-        obj = backbone
-        try:
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-            layers = list(obj)
+        with suppress(AttributeError):
+            layers = list(attrgetter(attr)(backbone))
             break
-        except AttributeError:
-            continue
-    if not layers:  # an architecture we do not know: one group for the body
+    else:  # an architecture we do not know: one group for the body
         return [list(backbone.parameters()), list(net.head.parameters())]
     in_layers = {id(p) for layer in layers for p in layer.parameters()}
     embeddings = [p for p in backbone.parameters() if id(p) not in in_layers]
@@ -153,17 +149,12 @@ class CrossEncoderRegressor(BaseEstimator):
     def _loader(self, texts: list[str], y: np.ndarray | None, *, lengths: Sequence[int] | None = None):
         """Batches padded to their longest text; with ``lengths``, shuffled training batches of
         similar lengths (transformers' ``LengthGroupedSampler``, seeded), else in order."""
-        from torch.utils.data import DataLoader
-
         tok, max_length = self.tokenizer_, self.max_length_
 
         def collate(batch):
-            enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=max_length,
-                      return_tensors="pt")  # dynamic padding: to the longest text of the batch
-            inputs = dict(enc)
-            if y is None:
-                return inputs
-            return inputs, torch.tensor([v for _, v in batch], dtype=torch.float32)
+            inputs = dict(tok([t for t, _ in batch], padding=True, truncation=True, max_length=max_length,
+                              return_tensors="pt"))  # dynamic padding: to the longest text of the batch
+            return inputs if y is None else (inputs, torch.tensor([v for _, v in batch], dtype=torch.float32))
 
         rows = list(zip(texts, y if y is not None else [0.0] * len(texts), strict=True))
         if lengths is None:
@@ -177,9 +168,6 @@ class CrossEncoderRegressor(BaseEstimator):
     def _begin_fit(self, X: pd.DataFrame, y) -> tuple[pd.DataFrame, np.ndarray, str]:
         """Seed, load the tokenizer (``tokenizer_``); X reindexed, y as float32, the model's path."""
         from transformers import AutoTokenizer
-
-        from kagtools.dl.trainer import seed_everything
-        from kagtools.features.phrases import resolve_model_path
 
         seed_everything(self.seed)
         path = resolve_model_path(self.model_name)
@@ -197,15 +185,12 @@ class CrossEncoderRegressor(BaseEstimator):
         train_idx, hold_idx, callbacks = self._split(X)
         capped = np.minimum(lengths, self.max_length_)
         train_dl = self._loader([texts[i] for i in train_idx], y[train_idx], lengths=capped[train_idx])
-        hold_dl = (self._loader([texts[i] for i in hold_idx], y[hold_idx])
-                   if hold_idx is not None else None)
+        hold_dl = self._loader([texts[i] for i in hold_idx], y[hold_idx]) if hold_idx is not None else None
         self._train(MeanPoolRegressor(path, self.dropout, self.backbone_dropout), train_dl, hold_dl, callbacks)
         return self
 
     def _split(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, list]:
         """Rows to train on, inner-holdout rows (``None`` without early stopping), callbacks."""
-        from kagtools.dl.trainer import BestCheckpoint, EarlyStopping
-
         if self.patience <= 0:
             return np.arange(len(X)), None, []
         train_idx, hold_idx = self._holdout(X)
@@ -213,8 +198,6 @@ class CrossEncoderRegressor(BaseEstimator):
 
     def _learner(self, net: nn.Module | None = None, callbacks: Sequence = ()):
         """A Learner training ``net`` (with progress) or predicting with the fitted network."""
-        from kagtools.dl.trainer import Learner
-
         return Learner(self.model_ if net is None else net, nn.BCEWithLogitsLoss(), device=self.device,
                        amp=self.amp, cpu_amp=self.amp, grad_accum=self.grad_accum, callbacks=callbacks,
                        progress=net is not None)
@@ -235,8 +218,6 @@ class CrossEncoderRegressor(BaseEstimator):
     def _holdout(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         # Grouped by the first text column (the anchor): an inner holdout sharing anchors with
         # the rows trained on would stop too late, as a random CV split overstates the score.
-        from sklearn.model_selection import GroupShuffleSplit
-
         split = GroupShuffleSplit(n_splits=1, test_size=self.holdout_frac, random_state=self.seed)
         return next(split.split(X, groups=X[self.text_cols[0]].astype(str)))
 
@@ -306,8 +287,7 @@ class _GroupBatches:
         return batches
 
     def __iter__(self):
-        for batch in self._batches():
-            yield self._collate(batch)
+        yield from map(self._collate, self._batches())
 
     def _collate(self, batch):
         est = self.est
@@ -334,9 +314,7 @@ class _GroupBatches:
                 if is_scored and self.y is not None:
                     targets.append(self.y[row])
         inputs = {"input_ids": input_ids, "attention_mask": mask, "spans": spans, "scored": scored}
-        if self.y is None:
-            return inputs
-        return inputs, torch.tensor(targets, dtype=torch.float32)
+        return inputs if self.y is None else (inputs, torch.tensor(targets, dtype=torch.float32))
 
 
 @register_model("hf_group_cross_encoder")
@@ -426,8 +404,7 @@ class GroupCrossEncoderRegressor(CrossEncoderRegressor):
                     for s in self._pack(prefixes[k], [(item_ids[r], int(r), True) for r in
                                                       (rng.permutation(rows[idx]) if rng else rows[idx])])]
 
-        train_dl = _GroupBatches(self, None, y, chunker=lambda rng: sequences(train_idx, rng),
-                                 shuffle=True)
+        train_dl = _GroupBatches(self, None, y, chunker=lambda rng: sequences(train_idx, rng), shuffle=True)
         hold_dl = _GroupBatches(self, sequences(hold_idx), y) if hold_idx is not None else None
         self._train(SpanPoolRegressor(path, self.dropout, self.backbone_dropout), train_dl, hold_dl, callbacks)
         return self

@@ -130,8 +130,7 @@ class TimmClassifier(ImageClassifierBase):
         history = []
         for i, (size, n_epochs) in enumerate(zip(self.sizes, per_size, strict=True)):
             self._size[0] = learner.model.size = int(size)
-            freeze = freeze_epochs if i == 0 else 0
             history += learner.fine_tune(loader, n_epochs, self.lr, layer_groups=groups, head=head,
-                                         freeze_epochs=freeze, lr_mult=self.lr_mult, valid_loader=holdout,
-                                         wd=self.wd, train_bn=self.train_bn)
+                                         freeze_epochs=freeze_epochs if i == 0 else 0, lr_mult=self.lr_mult,
+                                         valid_loader=holdout, wd=self.wd, train_bn=self.train_bn)
         return history

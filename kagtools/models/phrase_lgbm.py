@@ -42,9 +42,9 @@ class SimilarityLGBM(BaseEstimator):
         return X[keep]
 
     def fit(self, X, y, X_valid=None, y_valid=None):
-        params = self.get_params()
-        self.booster_ = LightGBM(**params).fit(self._select(X), y)
-        self.columns_ = list(self._select(X).columns)
+        X = self._select(X)
+        self.booster_ = LightGBM(**self.get_params()).fit(X, y)
+        self.columns_ = list(X.columns)
         return self
 
     def predict(self, X) -> np.ndarray:

@@ -44,9 +44,7 @@ def _lookup(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 def _group_mean(codes: np.ndarray, values: np.ndarray, n: int, reg: float) -> np.ndarray:
     """Ridge-shrunk mean per group: ``sum / (count + reg)`` (a regularized bias)."""
-    sums = np.bincount(codes, weights=values, minlength=n)
-    counts = np.bincount(codes, minlength=n)
-    return sums / (counts + reg)
+    return np.bincount(codes, weights=values, minlength=n) / (np.bincount(codes, minlength=n) + reg)
 
 
 class CFModel(BaseEstimator, RegressorMixin):
@@ -91,16 +89,14 @@ class CFModel(BaseEstimator, RegressorMixin):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        u, i, s = self.codes(X)
-        return self._predict(u, i, s)
+        return self._predict(*self.codes(X))
 
     def predict_scores(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict(X)
 
     def predict_pairs(self, user_ids, item_ids) -> np.ndarray:
         """Predicted ratings for raw (user, item) ids with no session (e.g. recommendations)."""
-        u, i = self.users_.codes(user_ids), self.items_.codes(item_ids)
-        return self._predict(u, i, None)
+        return self._predict(self.users_.codes(user_ids), self.items_.codes(item_ids), None)
 
     def _fit(self, u, i, s, y):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -180,11 +176,7 @@ class Biases(CFModel):
 
     @staticmethod
     def search_space(trial):
-        return {
-            "reg_user": trial.suggest_float("reg_user", 0.5, 50, log=True),
-            "reg_item": trial.suggest_float("reg_item", 0.5, 50, log=True),
-            "reg_session": trial.suggest_float("reg_session", 0.5, 50, log=True),
-        }
+        return {name: trial.suggest_float(name, 0.5, 50, log=True) for name in ("reg_user", "reg_item", "reg_session")}
 
 
 def _ridge_rows(group: np.ndarray, feats: np.ndarray, target: np.ndarray, n_groups: int,
@@ -266,8 +258,7 @@ class MatrixFactorization(CFModel):
             w = _ridge_rows(i, np.hstack([P[u], ones]), r - bu[u] - sess(), n_i, pen_i)
             Q, bi = w[:, :k], w[:, k]
             if s is not None:
-                bs = _group_mean(s, r - bu[u] - bi[i] - np.einsum("nk,nk->n", P[u], Q[i]), n_s,
-                                 self.reg_session)
+                bs = _group_mean(s, r - bu[u] - bi[i] - np.einsum("nk,nk->n", P[u], Q[i]), n_s, self.reg_session)
         self.user_factors_, self.item_factors_ = P, Q
         self.user_bias_, self.item_bias_, self.session_bias_ = bu, bi, bs
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
+from kagtools.dl.trainer import Learner, get_device, seed_everything
 from kagtools.models import register_model
 from kagtools.models.recsys import CFModel
 
@@ -24,8 +26,6 @@ class _TorchCF(CFModel):
     @property
     def parallel_folds(self) -> bool:
         """Folds in parallel processes on the CPU (each trains on one thread); one at a time on a GPU."""
-        from kagtools.dl.trainer import get_device
-
         return get_device(self.device).type == "cpu"
 
     def _network(self, n_users: int, n_items: int, n_sessions: int):  # pragma: no cover - abstract
@@ -36,10 +36,6 @@ class _TorchCF(CFModel):
         return torch.as_tensor(np.stack([u, i, s], axis=1) + 1, dtype=torch.long)
 
     def _fit(self, u, i, s, y):
-        from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
-
-        from kagtools.dl.trainer import Learner, seed_everything
-
         seed_everything(self.seed)
         n_s = len(self.sessions_) if s is not None else 0
         net = self._network(len(self.users_), len(self.items_), n_s)
@@ -105,8 +101,7 @@ class _BiasTerms(nn.Module):
 class DotProductBias(nn.Module):
     """fastai's collab model: ``sigmoid_range(user . item + biases)``."""
 
-    def __init__(self, n_users: int, n_items: int, n_sessions: int, n_factors: int,
-                 y_range: tuple[float, float]):
+    def __init__(self, n_users: int, n_items: int, n_sessions: int, n_factors: int, y_range: tuple[float, float]):
         super().__init__()
         self.users, self.items = _embedding(n_users, n_factors), _embedding(n_items, n_factors)
         self.biases = _BiasTerms(n_users, n_items, n_sessions)

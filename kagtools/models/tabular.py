@@ -69,9 +69,7 @@ def finite_numerics(X: pd.DataFrame) -> pd.DataFrame:
     reach the models exactly as before.
     """
     fixed = {}
-    for c in _NUMERIC(X):
-        if not pd.api.types.is_float_dtype(X[c].dtype):
-            continue  # integers are always within range
+    for c in [c for c in _NUMERIC(X) if pd.api.types.is_float_dtype(X[c].dtype)]:  # integers are always in range
         values = X[c].to_numpy(dtype=float, na_value=np.nan)
         with np.errstate(invalid="ignore"):
             bad = np.isinf(values) | (np.abs(values) > BIG)
@@ -127,7 +125,6 @@ class TabularModel(BaseEstimator):
     """
 
     tasks = ("binary", "multiclass", "regression")
-
     task: str
 
     def _make_estimator(self, X: pd.DataFrame):  # pragma: no cover - abstract
@@ -157,21 +154,18 @@ class TabularModel(BaseEstimator):
     def fit(self, X, y, X_valid=None, y_valid=None):
         X = _prepare(X)
         self.estimator_ = self._make_estimator(X)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning)
+        with warnings.catch_warnings(action="ignore", category=UserWarning):
             self.estimator_.fit(X, np.asarray(y))
         if self.is_classifier:
             self.classes_ = self.estimator_.classes_
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning)
+        with warnings.catch_warnings(action="ignore", category=UserWarning):
             return self.estimator_.predict_proba(_prepare(X))
 
     def predict(self, X) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning)
+        with warnings.catch_warnings(action="ignore", category=UserWarning):
             return self.estimator_.predict(_prepare(X))
 
     def predict_scores(self, X) -> np.ndarray:
@@ -198,12 +192,11 @@ class LogReg(TabularModel):
         self.seed = seed
 
     def _make_estimator(self, X: pd.DataFrame):
-        pre = _one_hot_scaled(self.min_frequency)
         if self.is_classifier:
             model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
         else:
             model = Ridge(alpha=1.0 / self.C, random_state=self.seed)
-        return make_pipeline(pre, model)
+        return make_pipeline(_one_hot_scaled(self.min_frequency), model)
 
     @staticmethod
     def search_space(trial):
@@ -211,7 +204,6 @@ class LogReg(TabularModel):
 
 
 class _Forest(TabularModel):
-
     tasks = ("binary", "multiclass", "regression", "multitarget")
     _classes: tuple[type, type]
 
@@ -265,10 +257,8 @@ class ExtraTrees(_Forest):
 class LightGBM(TabularModel):
     """LightGBM with native categoricals: a fixed number of rounds, or early stopping on an inner split.
 
-    Never early-stopped on the validation fold: that would pick the round count on the very
-    rows that are scored and overstate CV. With ``early_stopping_rounds`` it stops on an inner
-    holdout (``inner_valid`` of the training rows, stratified for classifiers), as CatBoost and
-    XGBoost do (:mod:`kagtools.models.boosters`); the rounds kept are ``best_iteration_``.
+    Early stopping is on an inner holdout, never on the validation fold, as for CatBoost and XGBoost
+    (:mod:`kagtools.models.boosters` says why); the rounds kept are ``best_iteration_``.
     """
 
     def __init__(self, *, task: str = "binary", n_estimators: int = 300, learning_rate: float = 0.05,
@@ -411,7 +401,6 @@ class HistGB(TabularModel):
     def _make_estimator(self, X: pd.DataFrame):
         cls = HistGradientBoostingClassifier if self.is_classifier else HistGradientBoostingRegressor
         n_cat = len(_CATEGORICAL(X))
-        n_num = X.shape[1] - n_cat
         return make_pipeline(
             ColumnTransformer([
                 ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
@@ -421,7 +410,7 @@ class HistGB(TabularModel):
             cls(max_iter=self.max_iter, learning_rate=self.learning_rate,
                 max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
                 l2_regularization=self.l2_regularization,
-                categorical_features=[True] * n_cat + [False] * n_num if n_cat else None,
+                categorical_features=[True] * n_cat + [False] * (X.shape[1] - n_cat) if n_cat else None,
                 early_stopping=False, random_state=self.seed),
         )
 
@@ -445,8 +434,6 @@ class KNN(TabularModel):
     2 Euclidean). Fewer training rows than ``n_neighbors`` use them all.
     """
 
-    tasks = ("binary", "multiclass", "regression")
-
     def __init__(self, *, task: str = "binary", n_neighbors: int = 15, weights: str = "uniform", p: int = 2,
                  min_frequency: int = 5, n_jobs: int = 1):
         self.task = task
@@ -457,10 +444,9 @@ class KNN(TabularModel):
         self.n_jobs = n_jobs
 
     def _make_estimator(self, X: pd.DataFrame):
-        pre = _one_hot_scaled(self.min_frequency)
         cls = KNeighborsClassifier if self.is_classifier else KNeighborsRegressor
-        return make_pipeline(pre, cls(n_neighbors=max(1, min(self.n_neighbors, len(X))), weights=self.weights,
-                                      p=self.p, n_jobs=self.n_jobs))
+        knn = cls(n_neighbors=max(1, min(self.n_neighbors, len(X))), weights=self.weights, p=self.p, n_jobs=self.n_jobs)
+        return make_pipeline(_one_hot_scaled(self.min_frequency), knn)
 
     @staticmethod
     def search_space(trial):

@@ -123,8 +123,7 @@ class TabularNN(BaseEstimator):
 
     def _fill(self, cont: np.ndarray) -> np.ndarray:
         missing = np.isnan(cont)
-        filled = np.where(missing, self.medians_, cont)
-        return np.hstack([filled, missing[:, self.na_cols_].astype(float)])
+        return np.hstack([np.where(missing, self.medians_, cont), missing[:, self.na_cols_].astype(float)])
 
     def _tensors(self, X) -> tuple[torch.Tensor, torch.Tensor]:
         """(categorical codes, 0 for missing or unseen; standardised continuous inputs)."""
@@ -177,16 +176,14 @@ class TabularNN(BaseEstimator):
 
     def _loader(self, x_cat, x_cont, target, *, shuffle: bool) -> DataLoader:
         """Whole batches sliced from in-memory tensors (no per-row collation); training batches
-        are shuffled by a seeded generator and the ragged last one dropped (batch norm needs
-        more than one row)."""
+        are shuffled by a seeded generator and the ragged last one dropped (batch norm needs more than one row)."""
         data = TensorDataset(x_cat, x_cont, target)
         n = len(data)
-        if not shuffle:
-            chunks = [list(range(i, min(i + 4096, n))) for i in range(0, n, 4096)]
-            return DataLoader(data, sampler=chunks, batch_size=None, collate_fn=_as_batch)
-        gen = torch.Generator().manual_seed(self.seed)
-        size = min(self.batch_size, n)
-        sampler = BatchSampler(RandomSampler(data, generator=gen), size, drop_last=True)
+        if shuffle:
+            sampler = BatchSampler(RandomSampler(data, generator=torch.Generator().manual_seed(self.seed)),
+                                   min(self.batch_size, n), drop_last=True)
+        else:
+            sampler = [list(range(i, min(i + 4096, n))) for i in range(0, n, 4096)]
         return DataLoader(data, sampler=sampler, batch_size=None, collate_fn=_as_batch)
 
     def refit_params(self, n_rounds: int) -> dict[str, Any]:
@@ -197,10 +194,9 @@ class TabularNN(BaseEstimator):
 
     def _outputs(self, X) -> np.ndarray:
         x_cat, x_cont = self._tensors(X)
-        outs = []
         with _threads(self.n_jobs), torch.inference_mode():
-            for i in range(0, len(x_cont), 8192):
-                outs.append(self.net_(x_cat[i:i + 8192], x_cont[i:i + 8192]).float().numpy())
+            outs = [self.net_(x_cat[i:i + 8192], x_cont[i:i + 8192]).float().numpy()
+                    for i in range(0, len(x_cont), 8192)]
         return np.concatenate(outs) if outs else np.zeros((0, self.net_.head.out_features), dtype=np.float32)
 
     def predict_proba(self, X) -> np.ndarray:

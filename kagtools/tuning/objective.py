@@ -61,8 +61,7 @@ class _MinimisingView:
         return self._trial.should_prune()
 
 
-def _lgbm_metric(task: str) -> str | None:
-    return {"binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "l2"}.get(task)
+_LGBM_METRIC = {"binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "l2"}
 
 
 class LightGBMInFoldPruning(FoldCallback):
@@ -79,8 +78,7 @@ class LightGBMInFoldPruning(FoldCallback):
             return
         from optuna_integration import LightGBMPruningCallback
 
-        view = _MinimisingView(self.trial, self.maximize)
-        model.set_params(callbacks=[LightGBMPruningCallback(view, self.metric,
+        model.set_params(callbacks=[LightGBMPruningCallback(_MinimisingView(self.trial, self.maximize), self.metric,
                                                             report_interval=LGBM_REPORT_INTERVAL)])
 
 
@@ -104,7 +102,7 @@ class FoldObjective:
         """Whether LightGBM reports its validation loss inside the first fold."""
         from kagtools.models.tabular import LightGBM
 
-        return bool(self.lgbm_pruning and _lgbm_metric(self.spec.task)
+        return bool(self.lgbm_pruning and self.spec.task in _LGBM_METRIC
                     and issubclass(get_model_class(self.model), LightGBM))
 
     def params(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
@@ -112,12 +110,11 @@ class FoldObjective:
 
     def callbacks(self, trial: optuna.Trial) -> list[FoldCallback]:
         """The engine callbacks of one trial: fold reports and pruning, LightGBM's in-fold ones."""
-        in_fold = self.in_fold
-        callbacks: list[FoldCallback] = [ReportAndPrune(trial, FOLD_STEP_OFFSET if in_fold else 0)]
-        if in_fold:
-            maximize = get_metric(self.spec.metric).greater_is_better
-            callbacks.append(LightGBMInFoldPruning(trial, _lgbm_metric(self.spec.task), maximize=maximize))
-        return callbacks
+        if not self.in_fold:
+            return [ReportAndPrune(trial)]
+        maximize = get_metric(self.spec.metric).greater_is_better
+        return [ReportAndPrune(trial, FOLD_STEP_OFFSET),
+                LightGBMInFoldPruning(trial, _LGBM_METRIC[self.spec.task], maximize=maximize)]
 
     def __call__(self, trial: optuna.Trial) -> float:
         self._check_surplus(trial)

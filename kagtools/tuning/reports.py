@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,7 @@ def write_reports(study: optuna.Study, reports: Path, model: str, *, max_contour
         "contour": (lambda: ovm.plot_contour(study, params=top)) if len(top) >= 2 and len(complete) >= 2 else None,
     }
     written = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
+    with warnings.catch_warnings(action="ignore"):  # optuna marks its matplotlib backend experimental
         for kind, draw in plots.items():
             if draw is None or not complete:
                 continue
@@ -83,9 +83,7 @@ def _page(study: optuna.Study, model: str, written: list[Path], importances: dic
     import html
 
     esc = html.escape
-    states = {}
-    for t in study.get_trials(deepcopy=False):
-        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     goal = (f"{study.direction.name.lower()}d" if len(study.directions) == 1 else "several objectives")
     head = (f"<p>Model <b>{esc(model)}</b>; {len(study.trials)} trials ({esc(counts)}); objective: the "

@@ -77,11 +77,9 @@ def open_storage(url: str, *, heartbeat_interval: int | None = 10,
         engine_kwargs["connect_args"] = {"connect_timeout": 10}  # fail fast on a dead host
     for attempt in range(3):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                                  heartbeat_interval=heartbeat_interval,
-                                                  grace_period=grace_period)
+                                                  heartbeat_interval=heartbeat_interval, grace_period=grace_period)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             # Workers starting together on a new database race to create Optuna's tables.
             if attempt == 2:

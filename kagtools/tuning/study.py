@@ -65,8 +65,7 @@ def summarize(study: optuna.Study, tuning: Tuning, seconds: float, *, top: int =
         raise KagtoolsError(f"study '{tuning.study_name}' has no complete trial yet "
                             f"({counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed)")
     best = study.best_trial
-    reverse = tuning.direction == "maximize"
-    ranked = sorted(complete, key=lambda t: t.value, reverse=reverse)[:top]
+    ranked = sorted(complete, key=lambda t: t.value, reverse=tuning.direction == "maximize")[:top]
     return TuneResult(
         study_name=tuning.study_name, storage=tuning.storage, best_value=float(best.value),
         best_trial=best.number, params={**tuning.objective.fixed, **best.params},
@@ -117,7 +116,11 @@ def tune(ctx, model: str, *, n_trials: int = 50, timeout: float | None = None, s
     start = time.perf_counter()
     run_workers(tuning, n_jobs=n_jobs, scheduler=scheduler)
     result = summarize(study, tuning, time.perf_counter() - start)
-    _track_trials(ctx.spec.slug, study)
+    log_trials(ctx.spec.slug, study.study_name, [  # finished trials into MLflow (those already there are skipped)
+        {"number": t.number, "params": t.params, "value": t.value, "state": t.state.name,
+         "cv_std": t.user_attrs.get("cv_std"), "intermediate": dict(t.intermediate_values),
+         "start": t.datetime_start, "end": t.datetime_complete}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))])
     info = {"study": tuning.study_name, "storage": redact_url(tuning.storage), "trial": result.best_trial,
             "value": result.best_value}
     run = None
@@ -132,12 +135,3 @@ def tune(ctx, model: str, *, n_trials: int = 50, timeout: float | None = None, s
     if run is not None:
         log_artifacts(paths, run_id=run.run_id)
     return result, run, paths
-
-
-def _track_trials(slug: str, study: optuna.Study) -> None:
-    """Mirror the study's finished trials into MLflow (those already there are skipped)."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    log_trials(slug, study.study_name, [
-        {"number": t.number, "params": t.params, "value": t.value, "state": t.state.name,
-         "cv_std": t.user_attrs.get("cv_std"), "intermediate": dict(t.intermediate_values),
-         "start": t.datetime_start, "end": t.datetime_complete} for t in trials])

@@ -11,6 +11,7 @@ import os
 import socket
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,10 +79,7 @@ class Tuning:
 
 def trial_counts(study: optuna.Study) -> dict[TrialState, int]:
     """How many trials of ``study`` are in each state (every state present, 0 if none)."""
-    out = dict.fromkeys(TrialState, 0)
-    for t in study.get_trials(deepcopy=False):
-        out[t.state] += 1
-    return out
+    return {**dict.fromkeys(TrialState, 0), **Counter(t.state for t in study.get_trials(deepcopy=False))}
 
 
 def _alive(worker: str, host: str) -> bool | None:
@@ -105,8 +103,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     Returns the numbers of the trials this call marked failed from a dead local worker (not
     those failed for a stale heartbeat); a trial that finished meanwhile is left as it is.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
         optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
     failed = []

@@ -43,7 +43,6 @@ __all__ = ["CONTRACT", "check_pipeline", "load_pipeline", "pipeline_dirs", "buil
 
 # The three-model starting point ``kagtools new --pipeline`` writes into a new pipeline module: a
 # linear model, a forest and a booster make different errors, so their mean usually beats each.
-# (A competition without a pipeline module trains the ``medium`` preset: :func:`default_models`.)
 DEFAULT_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "logreg": ("logreg", {"C": 0.5}),
     "rf": ("rf", {"n_estimators": 300, "min_samples_leaf": 2, "max_features": 0.5}),

@@ -85,7 +85,6 @@ _FOREST = {"n_estimators": 150, "min_samples_leaf": 5, "max_features": 0.5}
 # (BENCHMARKS.md, *Refit*) the mean of the fold models won or tied: refit lost beyond noise with
 # XGBoost on 4 sets, LightGBM on 2 and the linear model on 1, and won only with CatBoost,
 # on 2 sets of 9 (tied on the other 7): too thin a margin for its extra fit.
-# ``--refit`` refits every model; a Preset's ``refit`` names the models it refits.
 
 # CatBoost of depth 5 at 0.1, early-stopped: by CV as good as depth 6 at 0.08 (penguins log loss
 # 0.079 vs 0.080, titanic 0.832 vs 0.827, digits 0.9743 vs 0.9765) in half the time on 10 classes.
@@ -247,16 +246,13 @@ def _run_one(ctx, model: str, params: dict[str, Any], *, name_for_id: str, refit
     run_id = make_run_id(f"{name_for_id}-refit" if refit else name_for_id, params, seed, ctx.folds.hash, tset.name)
     path = ctx.root / run_id / "run.json"
     before = path.stat().st_mtime_ns if path.is_file() else None
-    kwargs: dict[str, Any] = {"save_models": save_models}
-    if refit:
-        kwargs["refit"] = True
-    if details:
-        kwargs["details"] = details
+    callbacks: list[Deadline] = []
     if deadline is not None:
         splits = list(ctx.folds.splits(tset.ids))
         extra = len(tset.ids) / (sum(len(tr) for *_, tr, _ in splits) / len(splits)) if refit else 0.0
-        kwargs["callbacks"] = [Deadline(deadline, extra_folds=extra)]
-    run = run_model(ctx, model, params, n_jobs=n_jobs, seed=seed, run_id=run_id, reuse=reuse, **kwargs)
+        callbacks = [Deadline(deadline, extra_folds=extra)]
+    run = run_model(ctx, model, params, n_jobs=n_jobs, seed=seed, run_id=run_id, reuse=reuse, save_models=save_models,
+                    refit=refit, details=details, callbacks=callbacks)
     return run, before is not None and path.stat().st_mtime_ns == before
 
 

@@ -15,10 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 
+from kagtools.core.io import atomic_path
 from kagtools.errors import KagtoolsError
+from kagtools.models import create_model
 
 __all__ = ["DEFAULT_MODEL", "fit_recommender", "recommend", "similar_items", "find_movie", "catalogue", "rated",
            "id_columns", "plot_item_embeddings"]
@@ -28,11 +31,6 @@ DEFAULT_MODEL = "mf"  # a run name of the pipeline's MODELS, or a registered mod
 
 def fit_recommender(ctx, model: str = DEFAULT_MODEL, params: dict[str, Any] | None = None):
     """A model fitted on all training rows of ``ctx`` (cached by data, model and parameters)."""
-    import joblib
-
-    from kagtools.core.io import atomic_path
-    from kagtools.models import create_model
-
     models = getattr(ctx.pipeline, "MODELS", {}) if ctx.pipeline else {}
     name, base = models.get(model, (model, {}))  # a pipeline run name, else a registered model
     params = {**base, **(params or {})}

@@ -5,10 +5,8 @@ original features included), the choice of the run to submit (the paired rule of
 :mod:`kagtools.ensemble.selection`), the selection-aware estimate of that whole procedure, and
 a submission validated against the sample before it is written.
 
-The models are a pipeline module's ``MODELS``, or a preset's (``preset``; ``medium`` for a
-competition without a pipeline module). With ``time_limit`` the whole submit aims to end
-within that many seconds: models that cannot finish in time are abandoned, the ones that
-finished are blended and submitted; the time spent and the budget are recorded in the
+The models are a pipeline module's ``MODELS`` or a preset's, run within ``time_limit`` by
+:mod:`kagtools.workflow.presets`; the time spent and the budget are recorded in the
 submission's sidecar (``info.budget``) and in :class:`SubmitResult`.
 """
 
