@@ -1,5 +1,6 @@
 import json
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,6 +44,11 @@ def test_run_artifacts(tset, tmp_path):
     for key in ("model", "params", "seed", "folds_hash", "scores", "wall_seconds", "provenance"):
         assert key in meta
     assert {"versions", "git_sha", "created", "data_fingerprint"} <= set(meta["provenance"])
+    # The fold models, one per (repeat, fold), load with joblib; their mean is the run's test prediction.
+    models = joblib.load(run.path / "models.joblib")
+    assert len(models) == 8
+    fold_mean = np.mean([m.predict_proba(tset.X_test)[:, 1] for m in models], axis=0)
+    assert np.allclose(fold_mean, run.test["pred"])
     assert meta["provenance"]["data_fingerprint"] == folds.fingerprint
     s = meta["scores"]
     assert len(s["folds"]) == 8 and len(s["repeats"]) == 2 and s["cv"] > 0.8 and s["cv_std"] >= 0

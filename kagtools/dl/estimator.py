@@ -4,7 +4,7 @@ Subclasses say how to turn ``X`` into uint8 images (:meth:`_images`), how to bui
 (:meth:`_build`) and how to train it (:meth:`_train`); this base seeds, carves the optional
 inner holdout for early stopping, predicts with TTA, and pickles small: only a CPU ``state_dict``
 (float16, half the bytes) is stored, and the network is rebuilt on load. That keeps the fold
-models the CV loop joblib-dumps into the run directory small.
+models the CV loop pickles into the run directory small.
 """
 
 from __future__ import annotations
