@@ -70,7 +70,7 @@ def _row(name: str, ctx, runs, hidden_of: Callable | None = None) -> dict:
 
 def shipped(slug: str, workdir: Path | None, tmp: Path) -> dict:
     """``kagtools submit <slug>`` (or its earlier runs in ``workdir``), then both rules."""
-    name = slug if workdir is None else f"{slug} (runs of {workdir})"
+    name = slug if workdir is None else f"{slug} (runs of {workdir.name})"
     if workdir is None:
         workdir = tmp / slug
         env = {**os.environ, "KAGTOOLS_QUIET": "1", "PYTHONHASHSEED": "0"}
@@ -126,7 +126,9 @@ def main() -> None:
                 row = shipped(name, Path(reuse[name]) if name in reuse else None, tmp_one)
             print({k: v for k, v in row.items() if k not in ("max", "rule")}, flush=True)
             rows.append(row)
-    lines = [
+    # ``--only`` adds rows beside the full table (its own section), under a short heading.
+    head = [f"### Selection, more rows (`benchmarks/selection.py --only {' '.join(names)}`): columns as in "
+            "*Selection* above", ""] if args.only else [
         "## Selection: the naive best CV vs the selection-aware estimate (`benchmarks/selection.py`)",
         "",
         "Every run `kagtools submit` makes (models and blends), then two choice rules: *max*, the best mean "
@@ -136,6 +138,8 @@ def main() -> None:
         "mean CV, what picking the maximum claims. *hidden*: scikit-learn sets only (their held-out 20%, as "
         "in `benchmarks/tabular.py`); the shipped competitions' hidden labels are scored by the maintainers.",
         "",
+    ]
+    lines = head + [
         "| competition | metric | split | runs | naive best CV (run) | max: selection-aware | one-SE: "
         "selection-aware | one-SE chooses | hidden: one-SE choice / max choice |",
         "|---|---|---|---|---|---|---|---|---|",

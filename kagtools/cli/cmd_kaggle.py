@@ -151,7 +151,10 @@ def _push(args) -> None:
     from kagtools.kaggle.api import get_api, local_username, push_kernel
     from kagtools.kaggle.kernel import build_kernel
 
-    owner = args.owner or (not args.dry_run and get_api().config_values.get("username")) or local_username()
+    owner = args.owner
+    if not owner and not args.dry_run:
+        owner = get_api().config_values.get("username")
+    owner = owner or local_username()
     placeholder = not owner  # only a dry run gets here: the folder is built to read, not to push
     owner = owner or PLACEHOLDER_OWNER
     bundle = build_kernel(

@@ -51,7 +51,9 @@ __all__ = [
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` as a :class:`torch.device`; ``None`` picks CUDA when present, else the CPU."""
-    return torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -383,8 +385,11 @@ class Learner:
     def _optimizer(self, lr_max: float, wd: float, param_groups) -> torch.optim.Optimizer:
         if param_groups is None:
             param_groups = [(self.model.parameters(), lr_max)]
-        groups = [{"params": trainable, "lr": lr} for params, lr in param_groups
-                  if (trainable := [p for p in params if p.requires_grad])]
+        groups = []
+        for params, lr in param_groups:
+            params = [p for p in params if p.requires_grad]
+            if params:
+                groups.append({"params": params, "lr": lr})
         if not groups:
             raise ValueError("no trainable parameters")
         return torch.optim.AdamW(groups, lr=lr_max, weight_decay=wd)

@@ -66,11 +66,13 @@ def _fit_fold(learner, fold: Fold, frames, *, data: TrainingSet, y_enc, Y, margi
     # Only rows with a base OOF prediction train; fold features fitted on them, as the CV loop fits them.
     X_tr, X_va, X_te = fold_frames(data.fold_features, data.X, y_enc, data.X_test, tr, va)
     resid = Y[tr] - _from_margin(F[tr], task).reshape(len(tr), -1)
-    h = []
+    h_tr, h_va, h_te = [], [], []
     for c in range(Y.shape[1]):  # one regressor per class column
         model = clone(learner).fit(X_tr, resid[:, c])
-        h.append([model.predict_scores(X) if X is not None else np.zeros(0) for X in (X_tr, X_va, X_te)])
-    h_tr, h_va, h_te = (np.column_stack(cols) for cols in zip(*h, strict=True))
+        h_tr.append(model.predict_scores(X_tr))
+        h_va.append(model.predict_scores(X_va))
+        h_te.append(model.predict_scores(X_te) if X_te is not None else np.zeros(0))
+    h_tr, h_va, h_te = (np.column_stack(h) for h in (h_tr, h_va, h_te))
     Ftr = F[tr].reshape(len(tr), -1)
     step = minimize_scalar(lambda s: _loss(squeeze(Ftr + s * h_tr), squeeze(Y[tr]), task), bounds=(0, 20),
                            method="bounded").x * learning_rate

@@ -95,43 +95,49 @@ def nested_blend(blender: Blender, level1: Level1, y_enc: np.ndarray, ids: pd.Se
     """
     # Level-2 problems are small: BLAS threads only add contention (10-30x slower when loaded).
     with threadpool_limits(limits=1, user_api="blas"):
-        keys = level1.keys
-        pos_all = pd.Index(ids).get_indexer(keys["id"])
-        if (pos_all < 0).any():
-            raise KagtoolsError(f"OOF id {keys['id'][pos_all < 0].iloc[0]!r} is not in the training set")
-        n, k = len(keys), level1.P.shape[2]
-        nested, in_sample = np.empty((n, k)), np.empty((n, k))
-        thr_nested, thr_in = (np.full(n, 0.5), np.full(n, 0.5)) if threshold else (None, None)
-        tests, weights, shares, pooled = [], [], [], ([], [])
-        for r in level1.repeats():
-            rows = np.flatnonzero(keys["repeat"].to_numpy() == r)
-            pos, fold = pos_all[rows], keys["fold"].to_numpy()[rows]
-            P, y = level1.P[:, rows], y_enc[pos]
-            Xr = X.iloc[pos].reset_index(drop=True) if X is not None else None
-            for f in np.unique(fold):
-                tr, va = (fold < f) if ordered else (fold != f), fold == f
-                if not tr.any():
-                    if not ordered:
-                        raise KagtoolsError("a blend needs at least two folds to fit within folds")
-                    nested[rows[va]] = P[:, va].mean(axis=0)  # the earliest fold in time: the plain mean
-                    continue
-                b = clone(blender).fit(P[:, tr], y[tr], _take(Xr, tr))
-                nested[rows[va]] = b.predict(P[:, va], _take(Xr, va))
-                if threshold:
-                    thr_nested[rows[va]] = best_threshold(metric, y[tr], b.predict(P[:, tr], _take(Xr, tr)))
-            full = clone(blender).fit(P, y, Xr)
-            in_sample[rows] = full.predict(P, Xr)
+        return _nested_blend(blender, level1, y_enc, ids, metric=metric, threshold=threshold, X=X, X_test=X_test,
+                             ordered=ordered)
+
+
+def _nested_blend(blender, level1, y_enc, ids, *, metric, threshold, X, X_test, ordered) -> NestedBlend:
+    keys = level1.keys
+    pos_all = pd.Index(ids).get_indexer(keys["id"])
+    if (pos_all < 0).any():
+        raise KagtoolsError(f"OOF id {keys['id'].iloc[int(np.flatnonzero(pos_all < 0)[0])]!r} is not in the training set")
+    n, k = len(keys), level1.P.shape[2]
+    nested, in_sample = np.empty((n, k)), np.empty((n, k))
+    thr_nested = np.full(n, 0.5) if threshold else None
+    thr_in = np.full(n, 0.5) if threshold else None
+    tests, weights, shares, pooled = [], [], [], ([], [])
+    for r in level1.repeats():
+        rows = np.flatnonzero(keys["repeat"].to_numpy() == r)
+        pos, fold = pos_all[rows], keys["fold"].to_numpy()[rows]
+        P, y = level1.P[:, rows], y_enc[pos]
+        Xr = X.iloc[pos].reset_index(drop=True) if X is not None else None
+        for f in np.unique(fold):
+            tr, va = (fold < f) if ordered else (fold != f), fold == f
+            if not tr.any():
+                if not ordered:
+                    raise KagtoolsError("a blend needs at least two folds to fit within folds")
+                nested[rows[va]] = P[:, va].mean(axis=0)  # the earliest fold in time: the plain mean
+                continue
+            b = clone(blender).fit(P[:, tr], y[tr], _take(Xr, tr))
+            nested[rows[va]] = b.predict(P[:, va], _take(Xr, va))
             if threshold:
-                thr_in[rows] = best_threshold(metric, y, in_sample[rows])
-                pooled[0].append(y)
-                pooled[1].append(in_sample[rows, 0])
-            weights.append(full.weights_)
-            shares.append(getattr(full, "features_share_", 0.0))
-            if level1.T is not None:
-                tests.append(full.predict(level1.T, X_test))
-        test_thr = best_threshold(metric, np.concatenate(pooled[0]), np.concatenate(pooled[1])) if threshold else None
-        return NestedBlend(nested, in_sample, thr_nested, thr_in, np.mean(tests, axis=0) if tests else None,
-                           np.mean(weights, axis=0), test_thr, float(np.mean(shares)))
+                thr_nested[rows[va]] = best_threshold(metric, y[tr], b.predict(P[:, tr], _take(Xr, tr)))
+        full = clone(blender).fit(P, y, Xr)
+        in_sample[rows] = full.predict(P, Xr)
+        if threshold:
+            thr_in[rows] = best_threshold(metric, y, in_sample[rows])
+            pooled[0].append(y)
+            pooled[1].append(in_sample[rows, 0])
+        weights.append(full.weights_)
+        shares.append(getattr(full, "features_share_", 0.0))
+        if level1.T is not None:
+            tests.append(full.predict(level1.T, X_test))
+    test_thr = best_threshold(metric, np.concatenate(pooled[0]), np.concatenate(pooled[1])) if threshold else None
+    return NestedBlend(nested, in_sample, thr_nested, thr_in, np.mean(tests, axis=0) if tests else None,
+                       np.mean(weights, axis=0), test_thr, float(np.mean(shares)))
 
 
 def _take(X: pd.DataFrame | None, mask: np.ndarray) -> pd.DataFrame | None:
