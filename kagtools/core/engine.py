@@ -201,10 +201,6 @@ class FoldCallback:
 class OutOfTime(KagtoolsError):
     """Raised by :class:`Deadline` when a run's remaining folds cannot finish in time."""
 
-    def __init__(self, message: str, *, fold_seconds: float | None = None):
-        super().__init__(message)
-        self.fold_seconds = fold_seconds  # the mean seconds of a fold so far (None before the first)
-
 
 class Deadline(FoldCallback):
     """Stop a run, by raising :class:`OutOfTime`, as soon as it cannot finish by ``deadline``
@@ -228,16 +224,15 @@ class Deadline(FoldCallback):
         now = time.monotonic()
         mean = float(np.mean(self.seconds_)) if self.seconds_ else 0.0
         if now >= self.deadline or (self.seconds_ and now + mean > self.deadline):
-            raise OutOfTime(f"fold {fold.index + 1}/{fold.n_folds} would end after the deadline",
-                            fold_seconds=mean or None)
+            raise OutOfTime(f"fold {fold.index + 1}/{fold.n_folds} would end after the deadline")
 
     def after_fold(self, result: FoldResult) -> None:
         self.seconds_.append(result.seconds)
         left = result.fold.n_folds - result.fold.index - 1 + self.extra_folds
         need = float(np.mean(self.seconds_)) * left
         if time.monotonic() + need > self.deadline:
-            raise OutOfTime(f"{left:g} more folds need ~{need:.1f}s, {max(self.deadline - time.monotonic(), 0):.1f}s "
-                            "left", fold_seconds=float(np.mean(self.seconds_)))
+            raise OutOfTime(f"{left:g} more folds need ~{need:.1f}s, "
+                            f"{max(self.deadline - time.monotonic(), 0):.1f}s left")
 
 
 FoldFn = Callable[[Any, Fold, tuple | None], FoldOutput]
@@ -333,10 +328,8 @@ def run_folds(spec: CompetitionSpec, data: TrainingSet, folds: Folds, model, *, 
                                             fold.valid_idx)
         return X_tr, y_enc[fold.train_idx], X_va, y_enc[fold.valid_idx], X_te if predict_test else None
 
-    multiclass = spec.task == "multiclass" and classes is not None
-
     def present(fold: Fold):  # the encoded classes of the fold's training rows (multiclass only)
-        return np.unique(y_enc[fold.train_idx]) if multiclass else None
+        return np.unique(y_enc[fold.train_idx]) if spec.task == "multiclass" else None
 
     def models():
         for fold in fold_list:

@@ -124,8 +124,6 @@ def _alive(pid: str | None, entry: Path) -> bool:
             return time.time() - entry.stat().st_mtime < 600
         except OSError:
             return True
-    if int(pid) == os.getpid():
-        return True
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

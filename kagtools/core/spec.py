@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kagtools.core.environment import shipped_dir
+from kagtools.core.registry import did_you_mean
 from kagtools.core.task import TASKS, Task
 from kagtools.errors import KagtoolsError
 
@@ -157,6 +158,10 @@ def parse_spec(data: dict[str, Any], *, source: str = "<dict>", path: Path | Non
     for key in ("stratify", "group", "time"):
         if cv_table.get(key) == "":
             cv_table[key] = None
+    try:
+        cv = CVScheme(**cv_table)
+    except KagtoolsError as exc:
+        raise KagtoolsError(f"{source}: {exc}; fix [cv] in the spec") from None
     return CompetitionSpec(
         slug=need("slug"),
         title=data.get("title", ""),
@@ -168,19 +173,12 @@ def parse_spec(data: dict[str, Any], *, source: str = "<dict>", path: Path | Non
         submission_kind=kind,
         submission_columns=tuple(sub.get("columns", ())),
         submission_dtypes=dict(sub.get("dtypes", {})),
-        cv=_cv_scheme(cv_table, source),
+        cv=cv,
         pipeline=data.get("pipeline"),
         options=dict(data.get("options", {})),
         path=path,
         data_dir=data.get("data_dir"),
     )
-
-
-def _cv_scheme(table: dict[str, Any], source: str) -> CVScheme:
-    try:
-        return CVScheme(**table)
-    except KagtoolsError as exc:
-        raise KagtoolsError(f"{source}: {exc}; fix [cv] in the spec") from None
 
 
 def load_spec(slug_or_path: str | os.PathLike, workdir: Path | None = None) -> CompetitionSpec:
@@ -191,8 +189,6 @@ def load_spec(slug_or_path: str | os.PathLike, workdir: Path | None = None) -> C
     else:
         path = spec_path(str(slug_or_path), workdir)
     if path is None:
-        from kagtools.core.registry import did_you_mean
-
         known = list_specs(workdir)
         raise KagtoolsError(f"no competition spec for '{slug_or_path}'{did_you_mean(p.stem, known)} "
                             f"(known: {', '.join(known) or 'none'}); "

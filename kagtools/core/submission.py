@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kagtools.core.data import read_csv
 from kagtools.core.io import write_csv, write_json
 from kagtools.core.metrics import to_labels
 from kagtools.core.runs import Run, git_sha
@@ -120,8 +121,6 @@ def validate_submission(sub: pd.DataFrame, sample: pd.DataFrame, *, id_col: str,
 def validate_submission_file(spec: CompetitionSpec, path: str | Path, sample: pd.DataFrame) -> pd.DataFrame:
     """Read a submission CSV made anywhere (by hand, in a notebook) and validate it against the
     sample submission exactly as :func:`write_submission` validates kagtools' own; returns it."""
-    from kagtools.core.data import read_csv
-
     sub = read_csv(path)
     validate_submission(sub, _declared(sample, spec), id_col=spec.id_col, where=str(path))
     return sub

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from kagtools.core.runs import Run
 
 __all__ = ["configure", "log_run", "log_artifacts", "log_trials", "flush", "default_uri", "ui_command",
-           "tracking_uri", "fold_scope", "current_fold", "tensorboard_logdir"]
+           "tracking_uri", "fold_scope", "tensorboard_logdir"]
 
 _PARAM_MAX = 6000  # MLflow's limit on a parameter value
 _BATCH = {"metrics": 1000, "params": 100}  # MLflow's limits per log_batch call
@@ -65,8 +65,6 @@ def ui_command(uri: str) -> str:
 class _State:
     enabled: bool = False
     uri: str | None = None
-    workdir: Path | None = None
-    slug: str | None = None
     tb_root: Path | None = None
     stamp: str = ""
     queue: queue.Queue | None = None
@@ -105,7 +103,6 @@ def configure(workdir: str | os.PathLike | None, slug: str | None = None, *, uri
     workdir = Path(workdir if workdir is not None else default_workdir()).resolve()
     with _LOCK:
         _STATE.__init__()
-        _STATE.workdir, _STATE.slug = workdir, slug
         _STATE.stamp = time.strftime("%Y%m%d-%H%M%S")
         _STATE.enabled = enabled and has_mlflow
         _STATE.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(workdir)
@@ -365,6 +362,7 @@ def _run_metrics(rec: dict[str, Any], ts: int) -> list[tuple[str, float, int, in
 
 
 # ------------------------------------------------------------------------------------ TensorBoard
+#: ``(label, repeat, fold)`` inside :func:`fold_scope`, else ``None``.
 _FOLD: contextvars.ContextVar[tuple[str, int, int] | None] = contextvars.ContextVar("kagtools_fold", default=None)
 
 
@@ -379,11 +377,6 @@ def fold_scope(label: str, repeat: int, fold: int) -> Iterator[None]:
         _FOLD.reset(token)
 
 
-def current_fold() -> tuple[str, int, int] | None:
-    """``(label, repeat, fold)`` inside :func:`fold_scope`, else ``None``."""
-    return _FOLD.get()
-
-
 def tensorboard_logdir(default_label: str) -> Path | None:
     """A new directory for one training (one fold): ``<root>/<model>/<command start>/fold-<r>-<f>``
     inside :func:`fold_scope` (``.../fit`` outside one); a second training of the same fold in
@@ -392,7 +385,7 @@ def tensorboard_logdir(default_label: str) -> Path | None:
     root = _STATE.tb_root
     if root is None:
         return None
-    scope = current_fold()
+    scope = _FOLD.get()
     label, leaf = (scope[0], f"fold-{scope[1]}-{scope[2]}") if scope else (default_label, "fit")
     with _LOCK:
         for k in itertools.count(1):

@@ -18,7 +18,6 @@ a validation row. Per column it decides, from the training rows only:
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any
 
@@ -33,8 +32,6 @@ from sklearn.pipeline import make_union
 from kagtools.errors import KagtoolsError
 
 __all__ = ["AutoFeatures", "column_kinds", "target_matrix"]
-
-_WORD = re.compile(r"\w+")
 
 
 def target_matrix(y) -> np.ndarray:

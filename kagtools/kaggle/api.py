@@ -94,8 +94,6 @@ def get_api():
         raise KagtoolsError(CREDENTIALS_HELP) from None
     except ImportError as exc:
         raise KagtoolsError(f"the kaggle package is not installed ({exc}); run `make setup`") from None
-    except KagtoolsError:
-        raise
     except Exception as exc:  # bad config files, or the token check could not reach Kaggle
         raise explain_http_error(exc, "", "Kaggle authentication") from None
     return api

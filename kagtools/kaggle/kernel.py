@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kagtools.core.environment import default_workdir, kernel_metadata
+from kagtools.core.environment import T4X2_MACHINE_SHAPE, default_workdir, kernel_metadata
 from kagtools.core.io import atomic_dir, atomic_path, read_json, write_json
-from kagtools.core.runs import Run, load_run, run_root
+from kagtools.core.runs import Run, git_sha, load_run, run_root
 from kagtools.errors import KagtoolsError
 
 __all__ = ["CODE_FILE", "KernelBundle", "kernel_dir", "bundle_sources", "render_script", "build_kernel",
@@ -225,9 +225,7 @@ def build_kernel(slug: str, *, workdir: str | Path, owner: str, data_dir: str | 
     The local folds are made (or reused) and bundled when the competition's data is here;
     without it the kernel makes its own folds from the spec, and ``kernel output`` adopts them.
     """
-    from kagtools.core.environment import T4X2_MACHINE_SHAPE
     from kagtools.core.model_registry import EAGER_MODULES
-    from kagtools.core.runs import git_sha
     from kagtools.workflow.context import open_context
 
     ctx = open_context(slug, data_dir=data_dir, workdir=workdir)
