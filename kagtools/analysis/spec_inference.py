@@ -179,18 +179,16 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
                             f"names the prediction column(s) after the id")
     target_cols, class_cols = _find_targets(train, test, id_col, value_cols, targets, where, inf)
     for col in target_cols:
-        _check_target(train, col, id_col, where["train"])
+        _check_target(train, col, where["train"])
     y = train[target_cols[0]] if len(target_cols) == 1 else train[target_cols]
     if task is None:
         task, why = infer_task(y)
         inf.say(f"task: {task} ({why})")
     elif task not in TASKS:
         raise KagtoolsError(f"--task '{task}' is not one of {', '.join(TASKS)}")
-    if class_cols and task == "binary" and len(value_cols) == 1:
-        class_cols = False
 
     # Submission: labels or probabilities, and the sample's dtypes.
-    kind = kind or _submission_kind(task, sample, value_cols, class_cols, y, where, inf)
+    kind = kind or _submission_kind(task, sample, value_cols, class_cols, where, inf)
     if metric:
         inf.say(f"metric: {metric} (given)")
     else:
@@ -318,7 +316,7 @@ def _are_classes(y: pd.Series, value_cols: list[str]) -> bool:
     return set(value_cols) <= classes and len(value_cols) == y.nunique()
 
 
-def _check_target(train: pd.DataFrame, col: str, id_col: str, where: str) -> None:
+def _check_target(train: pd.DataFrame, col: str, where: str) -> None:
     y = train[col]
     bad = np.flatnonzero(y.isna().to_numpy())
     if len(bad):
@@ -336,7 +334,7 @@ def _check_target(train: pd.DataFrame, col: str, id_col: str, where: str) -> Non
 
 
 def _submission_kind(task: str, sample: pd.DataFrame, value_cols: list[str], class_cols: bool,
-                     y, where: dict[str, str], inf: Inference) -> str:
+                     where: dict[str, str], inf: Inference) -> str:
     if task in ("regression", "multitarget"):
         return "values"
     if class_cols:

@@ -43,7 +43,7 @@ import pandas as pd
 
 from kagtools.core.spec import CompetitionSpec, CVScheme
 from kagtools.errors import KagtoolsError
-from kagtools.features.auto import _parse_dates, target_matrix
+from kagtools.features.auto import _parse_dates, column_kinds, target_matrix
 
 __all__ = ["Advice", "GroupCandidate", "advise", "adversarial_auc", "leak_probe", "naive_scheme", "compare_schemes",
            "MIN_LEAK", "MIN_TEST_ROWS", "MIN_TEST_SHARE"]
@@ -102,7 +102,6 @@ class Advice:
     test_after_train: bool | None = None
     minority_share: float | None = None
     drift_auc: float | None = None
-    drift_columns: list[str] = field(default_factory=list)
 
     def explain(self) -> str:
         s = self.scheme
@@ -262,8 +261,6 @@ def adversarial_auc(train: pd.DataFrame, test: pd.DataFrame, *, id_col: str, tar
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
-    from kagtools.features.auto import column_kinds
-
     cols = [c for c in test.columns if c in train.columns and c != id_col and c not in target_cols]
     a = train[cols].sample(min(len(train), max_rows), random_state=seed)
     b = test[cols].sample(min(len(test), max_rows), random_state=seed)
@@ -401,7 +398,7 @@ def advise(train: pd.DataFrame, test: pd.DataFrame | None, *, id_col: str, targe
         if not len(gain):
             reasons.append("drift: not measured (train or test has fewer than 10 rows, or no shared column)")
         else:
-            advice.drift_auc, advice.drift_columns = auc, top
+            advice.drift_auc = auc
             reasons.append(f"drift: adversarial validation tells test from train with AUC {auc:.3f} (most by "
                            f"{', '.join(top)}): the test differs, expect the leaderboard to differ from CV"
                            if auc >= 0.7 else f"drift: adversarial validation AUC {auc:.3f}: train and test look alike")

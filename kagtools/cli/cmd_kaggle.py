@@ -39,8 +39,7 @@ def cmd_download(args) -> None:
     files = sorted(p.name for p in path.iterdir())
     print(f"{args.slug}: {path} ({len(files)} entries: {', '.join(files[:8])}{' ...' if len(files) > 8 else ''})")
     for ref in args.dataset:
-        name = ref.split("/")[-1]
-        target = Path(args.data_dir).parent / name if args.data_dir else None
+        target = Path(args.data_dir).parent / ref.split("/")[-1] if args.data_dir else None
         print(f"{ref}: {download_dataset(ref, data_dir=target, force=args.force)}")
 
 

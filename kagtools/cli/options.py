@@ -10,7 +10,7 @@ import argparse
 import json
 from collections.abc import Callable
 
-from kagtools.core.registry import Registry
+from kagtools.core.registry import Registry, did_you_mean
 from kagtools.errors import KagtoolsError
 
 __all__ = ["COMMANDS", "Command", "Parser", "command", "add_common", "open_ctx", "json_object_arg",
@@ -53,8 +53,6 @@ class Parser(argparse.ArgumentParser):
 
     def _check_value(self, action, value):
         if action.choices is not None and value not in action.choices:
-            from kagtools.core.registry import did_you_mean
-
             choices = [str(c) for c in action.choices]
             raise argparse.ArgumentError(action, f"invalid choice: '{value}'{did_you_mean(value, choices)} "
                                                  f"(choose from {', '.join(choices)})")
@@ -109,9 +107,8 @@ def n_jobs_arg(value: str) -> int:
     return number
 
 
-def add_common(p: argparse.ArgumentParser, *, slug: bool = True) -> None:
-    if slug:
-        p.add_argument("slug", type=slug_arg, help="competition slug, e.g. titanic")
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("slug", type=slug_arg, help="competition slug, e.g. titanic")
     p.add_argument("--data-dir", help="competition files (default: $KAGTOOLS_DATA_DIR/<slug>, "
                                       "/kaggle/input/<slug>, ./data/<slug>)")
     p.add_argument("--workdir", help="where runs/, reports/ and submissions/ go (default: .)")
@@ -125,8 +122,7 @@ def open_ctx(args):
     from kagtools.core.tracking import configure
     from kagtools.workflow.context import open_context
 
-    configure(args.workdir, getattr(args, "slug", None), uri=getattr(args, "tracking_uri", None),
-              enabled=not getattr(args, "no_track", False))
+    configure(args.workdir, args.slug, uri=args.tracking_uri, enabled=not args.no_track)
     return open_context(args.slug, data_dir=args.data_dir, workdir=args.workdir)
 
 

@@ -9,7 +9,6 @@ models the CV loop pickles into the run directory small.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -111,12 +110,11 @@ class ImageClassifierBase(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, X_valid=None, y_valid=None):
         """Train on ``(X, y)``; ``X_valid`` is not used to choose anything (it is the scored
         fold). With ``early_stopping > 0`` an inner holdout of the training rows decides."""
-        start = time.perf_counter()
         learner, images, targets, holdout = self._setup(X, y)
+        if self.num_threads:
+            torch.set_num_threads(int(self.num_threads))
         self.history_ = self._train(learner, images, targets, holdout)
         self.model_ = learner.model.eval()
-        self.fit_seconds_ = time.perf_counter() - start
-        self.train_images_per_s_ = len(images) * len(self.history_) / max(sum(h["seconds"] for h in self.history_), 1e-9)
         return self
 
     def learner_for(self, X, y) -> tuple[Learner, torch.Tensor, torch.Tensor]:

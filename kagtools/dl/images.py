@@ -22,11 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["AugmentConfig", "augment_batch", "affine_resample", "tta_thetas", "tta_predict",
-           "ImageModel", "load_image", "load_images", "mixup_fn", "classification_loss",
-           "IMAGENET_MEAN", "IMAGENET_STD"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+           "ImageModel", "load_image", "load_images", "mixup_fn", "classification_loss"]
 
 
 @dataclass(frozen=True)

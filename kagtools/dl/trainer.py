@@ -346,8 +346,7 @@ class Learner:
     def __init__(self, model: nn.Module, loss_fn: Callable, *, device: str | torch.device | None = None,
                  amp: bool = True, grad_accum: int = 1, metric_fn: Callable | None = None,
                  callbacks: Sequence[Callback] = (), progress: bool = True,
-                 batch_tfm: Callable | None = None, clip_grad: float | None = None, bn_eval: bool = False,
-                 cpu_amp: bool = False):
+                 batch_tfm: Callable | None = None, bn_eval: bool = False, cpu_amp: bool = False):
         if grad_accum < 1:
             raise ValueError("grad_accum must be >= 1")
         self.device = get_device(device)
@@ -358,7 +357,6 @@ class Learner:
         self.callbacks = list(callbacks)
         self.progress = progress
         self.batch_tfm = batch_tfm
-        self.clip_grad = clip_grad
         self.bn_eval = bn_eval
         self.amp_dtype = self._amp_dtype(amp, cpu_amp)
         self.history: list[dict[str, Any]] = []
@@ -442,9 +440,6 @@ class Learner:
                     loss = self._loss(inputs, targets)
                     scaler.scale(loss / self.grad_accum).backward()
                     if (i + 1) % self.grad_accum == 0 or i + 1 == n_batches:
-                        if self.clip_grad:
-                            scaler.unscale_(opt)
-                            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
                         scaler.step(opt)
                         scaler.update()
                         opt.zero_grad(set_to_none=True)
@@ -458,9 +453,8 @@ class Learner:
                         batches.set_postfix(loss=f"{total / count:.4f}", refresh=False)
                     fire("on_batch_end", epoch, train_loss=loss.item())
                 valid_loss, metric = self.validate(valid_loader) if valid_loader is not None else (None, None)
-                row = {"epoch": len(self.history) + 1, "train_loss": total / max(count, 1),
-                       "valid_loss": valid_loss, "metric": metric, "lr": opt.param_groups[0]["lr"]}
-                row["seconds"] = time.perf_counter() - start
+                row = {"epoch": len(self.history) + 1, "train_loss": total / max(count, 1), "valid_loss": valid_loss,
+                       "metric": metric, "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
                 history.append(row)
                 self.history.append(row)
                 self._report(row)

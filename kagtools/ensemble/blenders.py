@@ -147,7 +147,6 @@ class HillClimbBlender(Blender):
             total += P[j]
             if s[j] > best_score + 1e-12:
                 best_score, best_counts = s[j], counts.copy()
-        self.counts_ = best_counts
         self.weights_ = best_counts / best_counts.sum()
         return self
 

@@ -11,8 +11,6 @@ Imported only when one of them is asked for by name (``pip install 'kagtools[gbm
 
 from __future__ import annotations
 
-from typing import Any
-
 import catboost
 import numpy as np
 import pandas as pd
@@ -26,6 +24,7 @@ from kagtools.models.tabular import (
     _as_frame,
     _categories_as_str,
     _lgbm_frame,
+    _RefitRounds,
     align_categories,
     finite_numerics,
     inner_split,
@@ -46,7 +45,7 @@ def _float_numerics(X: pd.DataFrame) -> pd.DataFrame:
     return X
 
 
-class _Booster(TabularModel):
+class _Booster(_RefitRounds, TabularModel):
     """Shared fit/predict: subclasses build the estimator and prepare the frame."""
 
     early_stopping_rounds: int | None
@@ -57,9 +56,6 @@ class _Booster(TabularModel):
         raise NotImplementedError
 
     def _fit(self, X: pd.DataFrame, y: np.ndarray, eval_set) -> int | None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def refit_params(self, n_rounds: int) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def check_params(self) -> None:
@@ -95,6 +91,8 @@ class CatBoost(_Booster):
     Non-numeric columns are categorical features (as strings, missing as ``"<NA>"``); numeric
     NaN and +/-inf are missing. Nothing is written to disk (no ``catboost_info/``).
     """
+
+    rounds_param = "iterations"
 
     def __init__(self, *, task: str = "binary", iterations: int = 500, learning_rate: float = 0.08,
                  depth: int = 6, l2_leaf_reg: float = 3.0, random_strength: float = 1.0,
@@ -136,10 +134,6 @@ class CatBoost(_Booster):
         self.estimator_.fit(X, y, cat_features=self.cat_features_, **(stop if eval_set is not None else {}))
         return self.estimator_.get_best_iteration() + 1 if eval_set is not None else None
 
-    def refit_params(self, n_rounds: int) -> dict[str, Any]:
-        """The parameters of a refit with ``n_rounds`` rounds and no early stopping."""
-        return {"iterations": int(n_rounds), "early_stopping_rounds": None}
-
     @staticmethod
     def search_space(trial):
         return {
@@ -160,6 +154,8 @@ class XGBoost(_Booster):
     Non-numeric columns become ``category`` columns whose categories are fixed at fit time
     (unseen ones at predict time are missing); numeric NaN and +/-inf are missing.
     """
+
+    rounds_param = "n_estimators"
 
     def __init__(self, *, task: str = "binary", n_estimators: int = 500, learning_rate: float = 0.05,
                  max_depth: int = 6, min_child_weight: float = 1.0, subsample: float = 1.0,
@@ -204,10 +200,6 @@ class XGBoost(_Booster):
         kwargs = {"eval_set": [eval_set], "verbose": False} if eval_set is not None else {}
         self.estimator_.fit(X, y, **kwargs)
         return int(self.estimator_.best_iteration) + 1 if eval_set is not None else None
-
-    def refit_params(self, n_rounds: int) -> dict[str, Any]:
-        """The parameters of a refit with ``n_rounds`` rounds and no early stopping."""
-        return {"n_estimators": int(n_rounds), "early_stopping_rounds": None}
 
     @staticmethod
     def search_space(trial):

@@ -96,7 +96,5 @@ class DigitCNN(ImageClassifierBase):
         return 28
 
     def _train(self, learner: Learner, images, y, holdout) -> list[dict]:
-        if self.num_threads:
-            torch.set_num_threads(int(self.num_threads))
         loader = self._loader(images, y, shuffle=True, drop_last=self.mixup > 0)
         return learner.fit_one_cycle(loader, self.epochs, self.lr, valid_loader=holdout, wd=self.wd)

@@ -116,8 +116,6 @@ class TimmClassifier(ImageClassifierBase):
         return int(self.sizes[-1])
 
     def _train(self, learner: Learner, images, y, holdout) -> list[dict]:
-        if self.num_threads:
-            torch.set_num_threads(int(self.num_threads))
         net = learner.model.net
         head = net.get_classifier()
         groups = layer_groups(net, head)

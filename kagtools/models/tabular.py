@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -115,6 +116,17 @@ def inner_split(y: np.ndarray, *, frac: float, seed: int, stratify: bool) -> tup
     except ValueError:  # a class too small to stratify
         tr, ho = train_test_split(idx, test_size=frac, random_state=seed)
     return np.sort(tr), np.sort(ho)
+
+
+class _RefitRounds:
+    """A model that early-stops on an inner holdout (the rounds kept: ``best_iteration_``);
+    ``rounds_param`` names its parameter that counts rounds (trees, iterations or epochs)."""
+
+    rounds_param: str
+
+    def refit_params(self, n_rounds: int) -> dict[str, Any]:
+        """The parameters of a refit with ``n_rounds`` rounds and no early stopping."""
+        return {self.rounds_param: int(n_rounds), "early_stopping_rounds": None}
 
 
 class TabularModel(BaseEstimator):
@@ -254,12 +266,14 @@ class ExtraTrees(_Forest):
 
 
 @register_model("lgbm")
-class LightGBM(TabularModel):
+class LightGBM(_RefitRounds, TabularModel):
     """LightGBM with native categoricals: a fixed number of rounds, or early stopping on an inner split.
 
     Early stopping is on an inner holdout, never on the validation fold, as for CatBoost and XGBoost
     (:mod:`kagtools.models.boosters` says why); the rounds kept are ``best_iteration_``.
     """
+
+    rounds_param = "n_estimators"
 
     def __init__(self, *, task: str = "binary", n_estimators: int = 300, learning_rate: float = 0.05,
                  num_leaves: int = 31, max_depth: int = -1, min_child_samples: int = 20,
@@ -326,10 +340,6 @@ class LightGBM(TabularModel):
             self._probe_fit(n_estimators=2, callbacks=None)
         except lgb.basic.LightGBMError as exc:
             raise ValueError(str(exc).split(" at /")[0]) from None
-
-    def refit_params(self, n_rounds: int) -> dict:
-        """The parameters of a refit with ``n_rounds`` rounds and no early stopping."""
-        return {"n_estimators": int(n_rounds), "early_stopping_rounds": None}
 
     def _align(self, X) -> pd.DataFrame:
         return align_categories(_lgbm_frame(finite_numerics(_as_frame(X))), self.categories_)

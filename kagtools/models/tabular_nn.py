@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 
 from kagtools.dl.trainer import BestCheckpoint, EarlyStopping, Learner, get_device, inner_holdout
 from kagtools.models import register_model
-from kagtools.models.tabular import _CATEGORICAL, _NUMERIC, _as_frame, finite_numerics
+from kagtools.models.tabular import _CATEGORICAL, _NUMERIC, _as_frame, _RefitRounds, finite_numerics
 
 __all__ = ["TabularNN", "TabularNet", "emb_sz_rule"]
 
@@ -65,7 +64,7 @@ class TabularNet(nn.Module):
 
 
 @register_model("tabular_nn")
-class TabularNN(BaseEstimator):
+class TabularNN(_RefitRounds, BaseEstimator):
     """A fastai-style tabular neural net: categorical embeddings and an MLP, one-cycle training.
 
     Trains ``epochs`` one-cycle epochs (peak rate ``lr``). With ``early_stopping_rounds`` (in
@@ -77,6 +76,7 @@ class TabularNN(BaseEstimator):
     """
 
     tasks = ("binary", "multiclass", "regression")
+    rounds_param = "epochs"
 
     def __init__(self, *, task: str = "binary", layers: tuple[int, ...] = (200, 100), dropout: float = 0.1,
                  emb_dropout: float = 0.0, epochs: int = 10, lr: float = 1e-2, wd: float = 0.01,
@@ -185,10 +185,6 @@ class TabularNN(BaseEstimator):
         else:
             sampler = [list(range(i, min(i + 4096, n))) for i in range(0, n, 4096)]
         return DataLoader(data, sampler=sampler, batch_size=None, collate_fn=_as_batch)
-
-    def refit_params(self, n_rounds: int) -> dict[str, Any]:
-        """The parameters of a refit with ``n_rounds`` epochs and no early stopping."""
-        return {"epochs": int(n_rounds), "early_stopping_rounds": None}
 
     # ------------------------------------------------------------------ prediction
 

@@ -5,7 +5,6 @@ callbacks that report a trial's progress and prune it.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,9 +104,6 @@ class FoldObjective:
         return bool(self.lgbm_pruning and self.spec.task in _LGBM_METRIC
                     and issubclass(get_model_class(self.model), LightGBM))
 
-    def params(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
-        return {**self.fixed, **self.space(trial)}
-
     def callbacks(self, trial: optuna.Trial) -> list[FoldCallback]:
         """The engine callbacks of one trial: fold reports and pruning, LightGBM's in-fold ones."""
         if not self.in_fold:
@@ -120,12 +116,9 @@ class FoldObjective:
         self._check_surplus(trial)
         trial.set_user_attr("worker", worker_id())
         seed = self.spec.cv.seed if self.seed is None else self.seed
-        model = make_model(self.model, self.params(trial), task=self.spec.task, seed=seed)
-        with warnings.catch_warnings():
-            # LightGBM >= 4.7 prefers eval_X/eval_y to the eval_set the model passes.
-            warnings.filterwarnings("ignore", message=".*'eval_set' is deprecated")
-            res = run_folds(self.spec, self.data, self.folds, model, seed=seed, callbacks=self.callbacks(trial),
-                            predict_test=False, desc=f"trial {trial.number} folds")
+        model = make_model(self.model, {**self.fixed, **self.space(trial)}, task=self.spec.task, seed=seed)
+        res = run_folds(self.spec, self.data, self.folds, model, seed=seed, callbacks=self.callbacks(trial),
+                        predict_test=False, desc=f"trial {trial.number} folds")
         scores = score_oof(self.spec, res.oof, res.y_enc, self.data.ids, res.pred_cols)
         trial.set_user_attr("cv_std", scores["cv_std"])
         return scores["cv"]

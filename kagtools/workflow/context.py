@@ -5,6 +5,7 @@ Each step reads the previous step's artifact; :class:`Context` gathers what they
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,13 +14,14 @@ from typing import Any
 
 import pandas as pd
 
+import kagtools
 from kagtools.core.data import CompetitionData, load_competition
 from kagtools.core.engine import TrainingSet, cross_validate
 from kagtools.core.environment import default_workdir
-from kagtools.core.folds import TARGETS_FILE, Folds, ensure_folds, recorded_folds
+from kagtools.core.folds import TARGETS_FILE, Folds, changed_files, ensure_folds, recorded_folds
 from kagtools.core.metrics import get_metric
-from kagtools.core.runs import Run, list_runs, load_run, run_root
-from kagtools.core.spec import CompetitionSpec, load_spec
+from kagtools.core.runs import Run, git_sha, inputs_hash, list_runs, load_run, make_run_id, run_root
+from kagtools.core.spec import CompetitionSpec, check_name, load_spec
 from kagtools.core.submission import render_submission, write_submission
 from kagtools.errors import KagtoolsError
 from kagtools.workflow.pipeline import build_training_set, load_pipeline
@@ -97,11 +99,6 @@ class Context:
     def inputs(self) -> dict[str, Any]:
         """What every run of this context depends on: the data files' content, the spec, the
         features' version, the folds and the code (version and git commit)."""
-        import hashlib
-
-        import kagtools
-        from kagtools.core.runs import git_sha
-
         spec = self.spec
         return {"data": self.data.fingerprints,
                 "spec": hashlib.sha256(spec.path.read_bytes()).hexdigest() if spec.path else None,
@@ -123,9 +120,6 @@ class Context:
 
     def run(self, run_id: str) -> Run:
         """The recorded run ``run_id``; refused when it was made on other folds or other data."""
-        from kagtools.core.folds import changed_files
-        from kagtools.core.spec import check_name
-
         run = load_run(self.root, check_name(run_id, "run id"))
         if run.record.folds_hash != self.folds.hash:
             raise KagtoolsError(f"run {run_id} was made on other folds ({run.record.folds_hash}, now "
@@ -160,8 +154,6 @@ def open_context(slug: str, *, data_dir: str | os.PathLike | None = None,
 def run_inputs(ctx: Context, model: str, params: dict[str, Any], seed: int) -> str:
     """A hash of everything a run's predictions depend on: :attr:`Context.inputs`, the model, its
     parameters and seed. A recorded run with the same hash is the run this one would make."""
-    from kagtools.core.runs import inputs_hash
-
     return inputs_hash({**ctx.inputs, "model": model, "params": params, "seed": seed})
 
 
@@ -176,8 +168,6 @@ def run_model(ctx: Context, model: str, params: dict[str, Any] | None = None, *,
     seed = ctx.spec.cv.seed if seed is None else seed
     inputs = run_inputs(ctx, model, params, seed)
     if reuse:
-        from kagtools.core.runs import make_run_id
-
         rid = run_id or make_run_id(model, params, seed, ctx.folds.hash, ctx.training_set.name)
         if (ctx.root / rid / "run.json").is_file():
             run = load_run(ctx.root, rid)

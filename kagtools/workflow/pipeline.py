@@ -185,8 +185,7 @@ def default_features(data: CompetitionData, spec: CompetitionSpec) -> TrainingSe
 
 
 def build_training_set(spec: CompetitionSpec, data: CompetitionData) -> TrainingSet:
-    module = load_pipeline(spec)
-    fn = getattr(module, "features", None) if module else None
+    fn = getattr(load_pipeline(spec), "features", None)
     tset = fn(data, spec) if fn else default_features(data, spec)
     if len(tset.X) != len(tset.ids) or len(tset.y) != len(tset.ids):
         raise KagtoolsError(f"pipeline {spec.pipeline}: features, target and ids differ in length")

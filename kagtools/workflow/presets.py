@@ -217,8 +217,6 @@ class PlanResult:
 
     runs: list[Run]
     log: dict[str, dict[str, Any]]
-    seconds: float
-    time_limit: float | None = None
 
 
 def _tuned(ctx, plan: RunPlan) -> dict[str, dict[str, Any]]:
@@ -265,8 +263,7 @@ def run_plan(ctx, plan: RunPlan, *, n_jobs: int = 1, reuse: bool = False, time_l
     run is made in full and folds run in parallel (``n_jobs``); with one, folds run one after the
     other so that a run can stop between them.
     """
-    start = time.monotonic()
-    started = start if started is None else started
+    started = time.monotonic() if started is None else started
     deadline = None if time_limit is None else started + time_limit * (1 - BLEND_RESERVE)
     seed = ctx.spec.cv.seed
     tuned = _tuned(ctx, plan)
@@ -324,4 +321,4 @@ def run_plan(ctx, plan: RunPlan, *, n_jobs: int = 1, reuse: bool = False, time_l
         attempt(key, key, "bag", bag_params, name_for_id=f"{model}-bag{bags}", refit=refit,
                 details={"n_bags": bags, "bagged": model},
                 status=None if bags == n_bags else f"bagged {bags} of {n_bags}")
-    return PlanResult(runs=list(runs.values()), log=log, seconds=time.monotonic() - start, time_limit=time_limit)
+    return PlanResult(runs=list(runs.values()), log=log)

@@ -31,7 +31,7 @@ DEFAULT_MODEL = "mf"  # a run name of the pipeline's MODELS, or a registered mod
 
 def fit_recommender(ctx, model: str = DEFAULT_MODEL, params: dict[str, Any] | None = None):
     """A model fitted on all training rows of ``ctx`` (cached by data, model and parameters)."""
-    models = getattr(ctx.pipeline, "MODELS", {}) if ctx.pipeline else {}
+    models = getattr(ctx.pipeline, "MODELS", {})
     name, base = models.get(model, (model, {}))  # a pipeline run name, else a registered model
     params = {**base, **(params or {})}
     key = hashlib.sha256(json.dumps([name, params, ctx.folds.hash], sort_keys=True, default=str).encode())
@@ -52,7 +52,7 @@ def fit_recommender(ctx, model: str = DEFAULT_MODEL, params: dict[str, Any] | No
 
 
 def catalogue(ctx) -> pd.DataFrame:
-    loader = getattr(ctx.pipeline, "load_movies", None) if ctx.pipeline else None
+    loader = getattr(ctx.pipeline, "load_movies", None)
     if loader is None:
         raise KagtoolsError(f"competition '{ctx.spec.slug}' has no movie catalogue (its pipeline defines no load_movies)")
     return loader(ctx.data.data_dir)

@@ -33,7 +33,6 @@ class SubmitResult:
     path: Path | None
     seconds: float
     selection: dict | None = None  # the selection-aware estimate (ensemble.selection)
-    preset: str | None = None  # the preset that ran ("pipeline": the pipeline module's MODELS)
     time_limit: float | None = None  # the budget asked for (seconds), None without one
     budget: dict | None = None  # per run name: seconds and status (done, reused, abandoned, skipped)
 
@@ -55,7 +54,6 @@ def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = Non
 
     if time_limit is not None and time_limit <= 0:
         raise KagtoolsError(f"--time-limit must be a positive number of seconds, got {time_limit:g}")
-    start = time.perf_counter()
     started = time.monotonic()
     plan = log = None
     if run_id:
@@ -99,5 +97,5 @@ def submit(ctx: Context, *, run_id: str | None = None, profile: str | None = Non
         limit = f" of a {time_limit:g}s budget" if time_limit is not None else ""
         print(f"time spent: {spent:.1f}s{limit} (models and blends)", flush=True)
     path = make_submission(ctx, best, info=info or None) if ctx.data.test is not None else None
-    return SubmitResult(best=best, runs=runs, path=path, seconds=time.perf_counter() - start, selection=selection,
-                        preset=plan.name if plan else None, time_limit=time_limit, budget=log)
+    return SubmitResult(best=best, runs=runs, path=path, seconds=time.monotonic() - started, selection=selection,
+                        time_limit=time_limit, budget=log)
