@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.data import DataLoader, TensorDataset
 
 from kagtools.dl.trainer import (
@@ -151,6 +152,27 @@ def test_grad_accumulation_matches_larger_batch():
         models.append(model)
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_clip_grad_bounds_the_gradient_norm_of_every_step():
+    X, y = _regression(n=64)
+    norms: dict = {}
+
+    def record(opt, args, kwargs):
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        seen.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    for clip in (None, 0.05):
+        seen: list[float] = []
+        handle = register_optimizer_step_pre_hook(record)
+        try:
+            seed_everything(1)
+            Learner(nn.Linear(8, 1), nn.MSELoss(), clip_grad=clip, progress=False).fit_one_cycle(_loader(X, y, 16), 1, 0.01)
+        finally:
+            handle.remove()
+        norms[clip] = seen
+    assert len(norms[0.05]) == 4 and min(norms[None]) > 0.05
+    assert max(norms[0.05]) <= 0.05 + 1e-6
 
 
 def test_tuple_and_dict_inputs_and_predict_order():

@@ -338,6 +338,8 @@ class Learner:
     batch_tfm : callable, optional
         ``batch_tfm(inputs, targets) -> (inputs, targets)`` on training batches, on the device
         (timm's ``Mixup`` fits here).
+    clip_grad : float, optional
+        Clip the gradients' total norm to this before each optimiser step (after unscaling fp16).
     bn_eval : bool
         Keep every batch norm in eval mode while training (the pretrained running statistics):
         for tiny datasets and small batches, whose batch statistics would wreck them.
@@ -346,7 +348,8 @@ class Learner:
     def __init__(self, model: nn.Module, loss_fn: Callable, *, device: str | torch.device | None = None,
                  amp: bool = True, grad_accum: int = 1, metric_fn: Callable | None = None,
                  callbacks: Sequence[Callback] = (), progress: bool = True,
-                 batch_tfm: Callable | None = None, bn_eval: bool = False, cpu_amp: bool = False):
+                 batch_tfm: Callable | None = None, clip_grad: float | None = None, bn_eval: bool = False,
+                 cpu_amp: bool = False):
         if grad_accum < 1:
             raise ValueError("grad_accum must be >= 1")
         self.device = get_device(device)
@@ -357,6 +360,7 @@ class Learner:
         self.callbacks = list(callbacks)
         self.progress = progress
         self.batch_tfm = batch_tfm
+        self.clip_grad = clip_grad
         self.bn_eval = bn_eval
         self.amp_dtype = self._amp_dtype(amp, cpu_amp)
         self.history: list[dict[str, Any]] = []
@@ -440,6 +444,9 @@ class Learner:
                     loss = self._loss(inputs, targets)
                     scaler.scale(loss / self.grad_accum).backward()
                     if (i + 1) % self.grad_accum == 0 or i + 1 == n_batches:
+                        if self.clip_grad:
+                            scaler.unscale_(opt)
+                            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
                         scaler.step(opt)
                         scaler.update()
                         opt.zero_grad(set_to_none=True)
