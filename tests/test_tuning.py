@@ -363,6 +363,25 @@ def test_unreachable_storage_is_one_clear_error(tmp_path, capsys):
         open_storage(f"sqlite:///{tmp_path}/no/such/dir/x.db")
 
 
+def test_workers_racing_to_create_sqlite_tables_retry_and_other_errors_do_not(tmp_path, monkeypatch):
+    import sqlalchemy.exc
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url, **kwargs):  # another worker created the tables between the check and the CREATE
+        calls.append(url)
+        if url.endswith("race.db") and len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE trial_values", {}, Exception("table trial_values already exists"))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    assert open_storage(f"sqlite:///{tmp_path / 'race.db'}") is not None and len(calls) == 2
+    calls.clear()
+    with pytest.raises(KagtoolsError, match="unable to open database file"):
+        open_storage(f"sqlite:///{tmp_path}/no/such/dir/x.db")
+    assert len(calls) == 1  # not a race: no retry
+
+
 @needs_postgres
 def test_wrong_postgres_credentials_are_one_clear_error():
     from sqlalchemy.engine import make_url

@@ -80,14 +80,14 @@ def open_storage(url: str, *, heartbeat_interval: int | None = 10,
             with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
                                                   heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
-            # Workers starting together on a new database race to create Optuna's tables.
-            if attempt == 2:
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            # Workers starting together on a new database race to create Optuna's tables (SQLite
+            # says "table ... already exists", PostgreSQL raises an integrity or programming error).
+            racing = isinstance(exc, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)) or (
+                isinstance(exc, sqlalchemy.exc.OperationalError) and "already exists" in str(exc))
+            if not racing or attempt == 2:
                 error: Exception = exc
                 break
             time.sleep(0.5 * (attempt + 1))
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-            error = exc
-            break
     reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
     raise KagtoolsError(f"cannot open the Optuna storage {redact_url(given)}: {reason}") from None
