@@ -54,10 +54,9 @@ def test_bag_is_registered_without_importing_bagging():
 
 
 @pytest.mark.slow
-def test_bagged_cv_on_titanic_is_the_mean_of_its_bags(tmp_path, monkeypatch):
+def test_bagged_cv_on_titanic_is_the_mean_of_its_bags(tmp_path, mirror):
     from kagtools.workflow.context import open_context
 
-    monkeypatch.setenv("KAGTOOLS_DATA_DIR", "/work/shared/data")
     ctx = open_context("titanic", workdir=tmp_path)
     params = {"n_estimators": 8, "max_depth": 4}
     bag = bagged_cv(ctx.spec, ctx.training_set, ctx.folds, "rf", params, root=ctx.root, n_bags=2, n_jobs=1, seed=7)

@@ -229,10 +229,9 @@ def test_unknown_method_is_refused():
 
 
 @pytest.mark.slow
-def test_blend_and_boost_verbs_on_titanic(tmp_path, monkeypatch, capsys):
+def test_blend_and_boost_verbs_on_titanic(tmp_path, mirror, monkeypatch, capsys):
     from kagtools.cli.main import main
 
-    monkeypatch.setenv("KAGTOOLS_DATA_DIR", "/work/shared/data")
     monkeypatch.setenv("KAGTOOLS_QUIET", "1")
     w = ["--workdir", str(tmp_path)]
     assert main(["cv", "titanic", "--model", "logreg", "--params", '{"C": 0.3}', "--n-jobs", "1", *w]) == 0

@@ -12,7 +12,7 @@ import pytest
 
 from kagtools.models import create_model, list_models
 
-MIRROR = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "digit-recognizer"
+MIRROR = Path(os.environ["KAGTOOLS_DATA_DIR"]) / "digit-recognizer"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "train.csv").is_file(), reason="no digit-recognizer mirror")
 
 

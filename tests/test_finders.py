@@ -22,7 +22,7 @@ from kagtools.dl.batch_size import (  # noqa: E402
     training_step,
 )
 
-MIRROR = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "digit-recognizer"
+MIRROR = Path(os.environ["KAGTOOLS_DATA_DIR"]) / "digit-recognizer"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 MB = 2**20
 

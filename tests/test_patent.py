@@ -18,7 +18,7 @@ from kagtools.core.metrics import get_metric
 from kagtools.core.spec import load_spec
 
 SLUG = "us-patent-phrase-to-phrase-matching"
-DATA = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / SLUG
+DATA = Path(os.environ["KAGTOOLS_DATA_DIR"]) / SLUG
 needs_data = pytest.mark.skipif(not (DATA / "train.csv").is_file(), reason="patent data mirror not available")
 
 

@@ -15,7 +15,7 @@ import pytest
 from kagtools.errors import KagtoolsError
 from pipelines.oxford_iiit_pet import breed_from_filename
 
-MIRROR = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "oxford-iiit-pet"
+MIRROR = Path(os.environ["KAGTOOLS_DATA_DIR"]) / "oxford-iiit-pet"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "labels.csv").is_file(), reason="no oxford-iiit-pet mirror")
 
 

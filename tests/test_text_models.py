@@ -13,7 +13,7 @@ from sklearn.base import clone
 from kagtools.features.phrases import join_pair, similarity_features
 from kagtools.models import create_model
 
-DATA = Path(os.environ.get("KAGTOOLS_DATA_DIR", "/work/shared/data")) / "us-patent-phrase-to-phrase-matching"
+DATA = Path(os.environ["KAGTOOLS_DATA_DIR"]) / "us-patent-phrase-to-phrase-matching"
 
 
 def _has_minilm() -> bool:
