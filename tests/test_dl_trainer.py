@@ -261,7 +261,9 @@ def test_label_smoothing_and_mixup_change_the_loss_as_expected():
 
 
 def test_tta_averages_softmax_over_views_and_identity_first():
-    from kagtools.dl.images import affine_resample, softmax, tta_predict, tta_thetas
+    from scipy.special import softmax
+
+    from kagtools.dl.images import affine_resample, tta_predict, tta_thetas
 
     views = tta_thetas(4, flip=True)
     torch.testing.assert_close(views[0], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
@@ -270,7 +272,7 @@ def test_tta_averages_softmax_over_views_and_identity_first():
     learner = Learner(net, nn.CrossEntropyLoss(), progress=False)
     images = torch.randint(0, 256, (10, 3, 12, 12), dtype=torch.uint8)
     loader = DataLoader(TensorDataset(images), batch_size=4, collate_fn=lambda b: torch.stack([r[0] for r in b]))
-    got = tta_predict(learner, loader, 8, views, softmax)
+    got = tta_predict(learner, loader, 8, views, lambda logits: softmax(logits, axis=1))
     with torch.no_grad():
         each = [torch.softmax(net(affine_resample(images, v.expand(10, 2, 3), 8)), 1).numpy() for v in views]
     np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-5, atol=1e-6)

@@ -113,7 +113,7 @@ def test_cross_encoder_trains_on_a_real_slice_and_its_loss_goes_down(real_rows):
 @needs_minilm
 def test_cross_encoder_early_stopping_uses_an_anchor_grouped_inner_holdout(real_rows):
     model = create_model("hf_cross_encoder", patience=1, holdout_frac=0.2, seed=3)
-    tr, ho = model._holdout(real_rows)
+    tr, ho, _ = model._split(real_rows)
     assert len(set(tr) & set(ho)) == 0 and len(tr) + len(ho) == len(real_rows)
     assert set(real_rows["anchor"].iloc[tr]).isdisjoint(real_rows["anchor"].iloc[ho])
 

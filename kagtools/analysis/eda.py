@@ -28,7 +28,7 @@ import pandas as pd
 
 from kagtools.analysis.split_advisor import adversarial_auc
 from kagtools.core.data import CompetitionData
-from kagtools.core.io import atomic_path
+from kagtools.core.io import write_text
 from kagtools.core.spec import CompetitionSpec
 
 __all__ = ["EDAResult", "build_eda", "write_eda", "association", "MIN_ROWS", "SMALL_LEVEL"]
@@ -497,7 +497,4 @@ def write_eda(spec: CompetitionSpec, data: CompetitionData, out_dir: Path,
             f"<style>{_CSS}</style></head><body><h1>EDA: {html.escape(spec.title or spec.slug)}</h1>"
             f"<ul>{summary}</ul><p>Model insights: <a href='explain.html'>explain.html</a> (written by "
             f"<code>kagtools explain {html.escape(spec.slug)}</code>)</p>{body}</body></html>")
-    path = out_dir / "eda.html"
-    with atomic_path(path) as tmp:
-        tmp.write_text(page)
-    return path, res
+    return write_text(out_dir / "eda.html", page), res

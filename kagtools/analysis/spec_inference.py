@@ -359,11 +359,7 @@ def _submission_kind(task: str, sample: pd.DataFrame, value_cols: list[str], cla
 
 def write_inferred_spec(inf: Inference, path: str | os.PathLike) -> Path:
     """Write the inferred spec as TOML with its reasons as comments, atomically."""
-    from kagtools.core.io import atomic_path
+    from kagtools.core.io import write_text
 
     header = "Written by `kagtools init` from the competition's files; edit freely.\n" + "\n".join(inf.reasons)
-    text = spec_to_toml(inf.spec, header=header)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return path
+    return write_text(path, spec_to_toml(inf.spec, header=header))

@@ -7,6 +7,7 @@ import inspect
 import re
 from pathlib import Path
 
+import kagtools
 from kagtools.cli.options import (
     add_common,
     command,
@@ -216,8 +217,6 @@ def _first_sentence(doc: str, width: int = 90) -> str:
 
 def _source(module: str) -> ast.Module:
     """A kagtools module's syntax tree, read from its file (never imported)."""
-    import kagtools
-
     base = Path(kagtools.__file__).parent.joinpath(*module.split(".")[1:])
     path = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
     return ast.parse(path.read_text())

@@ -71,7 +71,6 @@ def _wait_options(p: argparse.ArgumentParser, *, wait_default: bool) -> None:
         p.add_argument("--no-wait", dest="wait", action="store_false", help="do not wait for the run to end")
     else:
         p.add_argument("--wait", action="store_true", help="poll until the run ends")
-    p.set_defaults(wait=wait_default)
     p.add_argument("--interval", type=float, default=30.0, help="seconds between polls (default 30)")
     p.add_argument("--timeout", type=float, default=12 * 3600.0, help="give up waiting after this many seconds")
 

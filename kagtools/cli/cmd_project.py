@@ -64,7 +64,7 @@ def features(data: CompetitionData, spec: CompetitionSpec) -> TrainingSet:
 
 def _write_pipeline(workdir: Path, slug: str, force: bool) -> tuple[Path, str]:
     """``pipelines/<module>.py`` from the template; returns its path and the module name."""
-    from kagtools.core.io import atomic_path
+    from kagtools.core.io import write_text
 
     module = "".join(c if c.isalnum() else "_" for c in slug).lower()
     if module[:1].isdigit():
@@ -72,8 +72,7 @@ def _write_pipeline(workdir: Path, slug: str, force: bool) -> tuple[Path, str]:
     path = workdir / "pipelines" / f"{module}.py"
     if path.exists() and not force:
         raise KagtoolsError(f"{path} exists; pass --force to overwrite it")
-    with atomic_path(path) as tmp:
-        tmp.write_text(_PIPELINE_TEMPLATE.format(slug=slug))
+    write_text(path, _PIPELINE_TEMPLATE.format(slug=slug))
     return path, f"pipelines.{module}"
 
 

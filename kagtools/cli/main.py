@@ -8,6 +8,7 @@ import os
 import pkgutil
 import sys
 
+import kagtools
 from kagtools.cli.options import COMMANDS, Parser
 from kagtools.errors import KagtoolsError
 
@@ -40,8 +41,6 @@ def version() -> str:
     try:
         return dist_version("kagtools")
     except PackageNotFoundError:
-        import kagtools
-
         return getattr(kagtools, "__version__", "unknown")
 
 

@@ -80,7 +80,6 @@ def int_at_least(low: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{number} is below {low}")
         return number
 
-    parse.__name__ = f"whole number >= {low}"
     return parse
 
 

@@ -21,7 +21,7 @@ from kagtools.core.registry import Registry
 from kagtools.core.spec import CompetitionSpec, CVScheme
 from kagtools.errors import KagtoolsError
 
-__all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "recorded_folds", "TARGETS_FILE", "data_fingerprint", "changed_files", "time_ordered"]
+__all__ = ["Folds", "Splitter", "SPLITTERS", "make_folds", "ensure_folds", "recorded_folds", "TARGETS_FILE", "data_fingerprint", "changed_files", "time_ordered", "inner_holdout"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,21 @@ for _cls, _y, _g in ((model_selection.KFold, False, False), (model_selection.Str
                      (model_selection.GroupKFold, False, True), (model_selection.StratifiedGroupKFold, True, True),
                      (model_selection.TimeSeriesSplit, False, False)):
     SPLITTERS.add(_cls.__name__, Splitter(_cls, _y, _g))
+
+
+def inner_holdout(n: int, *, frac: float = 0.1, seed: int = 0,
+                  stratify: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(n)`` into (train, holdout) positions, for early stopping inside a fold.
+
+    The holdout is carved from the *training* fold so the fold that is scored is never used to
+    choose an epoch (or a booster's rounds).
+    """
+    idx = np.arange(n)
+    try:
+        tr, ho = model_selection.train_test_split(idx, test_size=frac, random_state=seed, stratify=stratify)
+    except ValueError:  # a class too small to stratify: fall back to a plain random split
+        tr, ho = model_selection.train_test_split(idx, test_size=frac, random_state=seed)
+    return np.sort(tr), np.sort(ho)
 
 
 def time_ordered(scheme: dict | None) -> bool:

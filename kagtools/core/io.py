@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 __all__ = ["atomic_path", "atomic_dir", "wait_for", "clean_litter", "strict_json", "write_json", "write_csv", "write_parquet",
-           "read_json"]
+           "read_json", "write_text"]
 
 #: Temporary names carry the writing process's id, so litter from a killed process can be told
 #: from the work in progress of a live one: ``.<name>.<pid>-<random>.tmp``.
@@ -159,10 +159,15 @@ def strict_json(obj: Any) -> Any:
     return obj
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text``, atomically."""
+    return _write(path, lambda p: p.write_text(text))
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented, strict JSON (NaN and infinities as null), atomically."""
     text = json.dumps(strict_json(obj), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
-    return _write(path, lambda p: p.write_text(text))
+    return write_text(path, text)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -22,7 +23,6 @@ from kagtools.dl.images import (
     augment_batch,
     classification_loss,
     mixup_fn,
-    softmax,
     tta_predict,
 )
 from kagtools.dl.trainer import (
@@ -142,7 +142,7 @@ class ImageClassifierBase(ClassifierMixin, BaseEstimator):
         learner = Learner(self._model(), nn.Identity(), device=self.device, progress=False)
         loader = self._loader(self._images(X))
         views = self._tta_views()[: max(int(self.tta if tta is None else tta), 1)]
-        return tta_predict(learner, loader, self._final_size(), views, softmax)
+        return tta_predict(learner, loader, self._final_size(), views, lambda logits: softmax(logits, axis=1))
 
     def predict_scores(self, X, *, tta: int | None = None) -> np.ndarray:
         """What a run records: (n, K) probabilities, or the positive class's for a binary task."""

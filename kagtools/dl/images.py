@@ -107,11 +107,6 @@ def tta_predict(learner, loader, size: int | tuple[int, int], thetas: Sequence[t
     return total / len(thetas)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class ImageModel(nn.Module):
     """Wrap a network: uint8 batches are resized (centre, whole image) to ``size`` and scaled to
     [0, 1]; every batch is then normalised with ``mean``/``std``. Float batches are taken as

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from kagtools.core.folds import inner_holdout
+
 __all__ = [
     "Learner", "LRFinderResult", "TrainContext", "Callback", "EarlyStopping", "BestCheckpoint", "TensorBoardLogger",
     "StopTraining", "get_device", "seed_everything", "to_device", "set_trainable", "freeze_body",
@@ -105,23 +107,6 @@ def freeze_body(model: nn.Module, head: nn.Module, *, train_bn: bool = True) -> 
         for m in model.modules():
             if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):
                 set_trainable(m, True)
-
-
-def inner_holdout(n: int, *, frac: float = 0.1, seed: int = 0,
-                  stratify: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``range(n)`` into (train, holdout) positions, for early stopping inside a fold.
-
-    The holdout is carved from the *training* fold so the fold that is scored is never used to
-    choose an epoch.
-    """
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(n)
-    try:
-        tr, ho = train_test_split(idx, test_size=frac, random_state=seed, stratify=stratify)
-    except ValueError:  # a class too small to stratify: fall back to a plain random split
-        tr, ho = train_test_split(idx, test_size=frac, random_state=seed)
-    return np.sort(tr), np.sort(ho)
 
 
 # --------------------------------------------------------------------------- callbacks

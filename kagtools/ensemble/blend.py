@@ -17,6 +17,7 @@ import pandas as pd
 
 from kagtools.core.engine import TrainingSet, encode_target, score_oof
 from kagtools.core.folds import time_ordered
+from kagtools.core.io import atomic_path
 from kagtools.core.metrics import get_metric
 from kagtools.core.runs import (
     Run,
@@ -181,8 +182,6 @@ def plot_blends(spec: CompetitionSpec, runs: list[Run], blends: list[Run], path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from kagtools.core.io import atomic_path
 
     metric = get_metric(spec.metric)
     run_ids = [r.run_id for r in runs]

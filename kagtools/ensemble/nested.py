@@ -64,7 +64,7 @@ def load_level1(runs: list[Run]) -> Level1:
     base = runs[0].oof[["id", "repeat", "fold"]].reset_index(drop=True)
     P = np.stack([_values(r.oof, base, ["id", "repeat"], cols, r.run_id) for r in runs])
     test_ids, T = None, None
-    if all((r.path / "test.parquet").is_file() for r in runs):
+    if all(r.has_test for r in runs):
         tbase = runs[0].test[["id"]].reset_index(drop=True)
         T = np.stack([_values(r.test, tbase, ["id"], cols, r.run_id) for r in runs])
         test_ids = tbase["id"]

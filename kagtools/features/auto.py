@@ -156,7 +156,6 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
                     enc = self._fit_encoder(c, _rows(values, tr), Y[tr])
                     oof[c][va] = self._apply_encoder(c, enc, _rows(values, va))
                 self.encoders_[c] = self._fit_encoder(c, values, Y)
-        self.feature_names_ = None
         out = self._features(X, oof)
         if out.shape[1] == 0:
             dropped = ", ".join(f"{c} ({k})" for c, k in list(self.kinds_.items())[:6]) or "none"
@@ -188,7 +187,7 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
             if c in self.vectorizers_:
                 values = self.vectorizers_[c].transform(values.fillna("").astype(str))
             encoded[c] = self._apply_encoder(c, enc, values)
-        return self._features(X, encoded)[self.feature_names_]
+        return self._features(X, encoded).reindex(columns=self.feature_names_, fill_value=0.0)
 
     def _features(self, X: pd.DataFrame, encoded: dict[str, np.ndarray]) -> pd.DataFrame:
         parts: dict[str, Any] = {}
@@ -226,9 +225,4 @@ class AutoFeatures(BaseEstimator, TransformerMixin):
                         parts[f"{col}__{tag}{j if enc.shape[1] > 1 else ''}"] = enc[:, j]
             if kind in ("high_card", "text") and X[col].isna().any() or col in self.missing_:
                 parts.setdefault(f"{col}__missing", s.isna().astype(float))
-        out = pd.DataFrame(parts, index=X.index)
-        if self.feature_names_ is not None:
-            for c in self.feature_names_:
-                if c not in out:
-                    out[c] = 0.0
-        return out
+        return pd.DataFrame(parts, index=X.index)

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kagtools
 from kagtools.core.environment import T4X2_MACHINE_SHAPE, default_workdir, kernel_metadata
-from kagtools.core.io import atomic_dir, atomic_path, read_json, write_json
+from kagtools.core.io import atomic_dir, read_json, write_json, write_text
 from kagtools.core.runs import Run, git_sha, load_run, run_root
 from kagtools.errors import KagtoolsError
 
@@ -256,8 +257,7 @@ def build_kernel(slug: str, *, workdir: str | Path, owner: str, data_dir: str | 
     plain = (f"competitions/{slug}.toml", *(a for a in files if spec.pipeline and a.startswith("pipelines/")))
     script = render_script(slug, files, profile=profile, title=title, folds_hash=folds_hash,
                            built=time.strftime("%Y-%m-%d %H:%M"), sha=git_sha(), plain=plain)
-    with atomic_path(folder / CODE_FILE) as p:
-        p.write_text(script)
+    write_text(folder / CODE_FILE, script)
     write_json(folder / "kernel-metadata.json", meta)
     return KernelBundle(folder=folder, metadata=meta, files=tuple(sorted(files)), folds_hash=folds_hash)
 
@@ -290,8 +290,6 @@ def run_in_kernel(slug: str, *, profile: str | None = None, bundle_root: str | P
         if not (root / "folds.json").is_file():
             _copy_folds(bundled, root)
     ctx = open_context(slug, workdir=workdir)
-    import kagtools
-
     here = Path(kagtools.__file__).parent
     print(f"kagtools {getattr(kagtools, '__version__', '?')} from {here}", flush=True)
     print(f"data: {ctx.data.data_dir}; folds: {ctx.root / 'folds.csv'} (hash {ctx.folds.hash})", flush=True)

@@ -193,7 +193,10 @@ class CrossEncoderRegressor(BaseEstimator):
         """Rows to train on, inner-holdout rows (``None`` without early stopping), callbacks."""
         if self.patience <= 0:
             return np.arange(len(X)), None, []
-        train_idx, hold_idx = self._holdout(X)
+        # Grouped by the first text column (the anchor): an inner holdout sharing anchors with
+        # the rows trained on would stop too late, as a random CV split overstates the score.
+        split = GroupShuffleSplit(n_splits=1, test_size=self.holdout_frac, random_state=self.seed)
+        train_idx, hold_idx = next(split.split(X, groups=X[self.text_cols[0]].astype(str)))
         return train_idx, hold_idx, [BestCheckpoint(), EarlyStopping(patience=self.patience)]
 
     def _learner(self, net: nn.Module | None = None, callbacks: Sequence = ()):
@@ -214,12 +217,6 @@ class CrossEncoderRegressor(BaseEstimator):
         # Keep the trained network and the schedule, not the learner (its callbacks may hold
         # copies of the weights): the fitted estimator pickles with the fold's run.
         self.model_, self.lr_trace_ = learner.model, list(learner.lr_trace)
-
-    def _holdout(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        # Grouped by the first text column (the anchor): an inner holdout sharing anchors with
-        # the rows trained on would stop too late, as a random CV split overstates the score.
-        split = GroupShuffleSplit(n_splits=1, test_size=self.holdout_frac, random_state=self.seed)
-        return next(split.split(X, groups=X[self.text_cols[0]].astype(str)))
 
     def predict(self, X) -> np.ndarray:
         """Scores in [0, 1], in the order of the rows of X."""

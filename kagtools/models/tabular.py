@@ -28,11 +28,11 @@ from sklearn.ensemble import (
 )
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from kagtools.core.folds import inner_holdout
 from kagtools.models import register_model
 
 __all__ = ["align_categories", "TabularModel", "LogReg", "RandomForest", "ExtraTrees", "LightGBM", "HistGB", "KNN",
@@ -110,12 +110,7 @@ def _one_hot_scaled(min_frequency: int) -> ColumnTransformer:
 def inner_split(y: np.ndarray, *, frac: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
     """(train, holdout) positions of the training rows, for early stopping inside a fold;
     stratified on ``y`` when asked and every class has enough rows, else a plain random split."""
-    idx = np.arange(len(y))
-    try:
-        tr, ho = train_test_split(idx, test_size=frac, random_state=seed, stratify=y if stratify else None)
-    except ValueError:  # a class too small to stratify
-        tr, ho = train_test_split(idx, test_size=frac, random_state=seed)
-    return np.sort(tr), np.sort(ho)
+    return inner_holdout(len(y), frac=frac, seed=seed, stratify=y if stratify else None)
 
 
 class _RefitRounds:

@@ -19,6 +19,7 @@ from kagtools.core.data import CompetitionData, load_competition
 from kagtools.core.engine import TrainingSet, cross_validate
 from kagtools.core.environment import default_workdir
 from kagtools.core.folds import TARGETS_FILE, Folds, changed_files, ensure_folds, recorded_folds
+from kagtools.core.io import clean_litter
 from kagtools.core.metrics import get_metric
 from kagtools.core.runs import Run, git_sha, inputs_hash, list_runs, load_run, make_run_id, run_root
 from kagtools.core.spec import CompetitionSpec, check_name, load_spec
@@ -142,8 +143,6 @@ class Context:
 
 def open_context(slug: str, *, data_dir: str | os.PathLike | None = None,
                  workdir: str | os.PathLike | None = None) -> Context:
-    from kagtools.core.io import clean_litter
-
     workdir = Path(workdir) if workdir else default_workdir()
     ctx = Context(spec=load_spec(slug, workdir), data_dir=data_dir, workdir=workdir)
     # What a killed process left half-written (temporary files of atomic writes) goes now.
