@@ -113,8 +113,8 @@ class FoldObjective:
                 LightGBMInFoldPruning(trial, _LGBM_METRIC[self.spec.task], maximize=maximize)]
 
     def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker_id())  # first: a worker killed after this is known to be dead
         self._check_surplus(trial)
-        trial.set_user_attr("worker", worker_id())
         seed = self.spec.cv.seed if self.seed is None else self.seed
         model = make_model(self.model, {**self.fixed, **self.space(trial)}, task=self.spec.task, seed=seed)
         res = run_folds(self.spec, self.data, self.folds, model, seed=seed, callbacks=self.callbacks(trial),
