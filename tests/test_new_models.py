@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -17,7 +18,7 @@ import optuna
 import pandas as pd
 import pytest
 from sklearn.base import clone
-from sklearn.metrics import r2_score, roc_auc_score
+from sklearn.metrics import log_loss, r2_score, roc_auc_score
 
 from kagtools.core.extras import MODEL_EXTRAS, extra_for
 from kagtools.core.model_registry import LAZY_MODELS, MODELS, create_model, get_model_class
@@ -95,6 +96,18 @@ def test_fit_predict_scores_beat_a_trivial_baseline(name, task):
     else:
         assert scores.shape == (80,) and np.isfinite(scores).all()
         assert r2_score(y_test, scores) > 0.5  # the mean scores 0
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_class_probabilities_are_float64_rows_that_sum_to_one(name):
+    """scikit-learn's log loss warns about rows that miss 1 by more than float64 rounding, as
+    XGBoost's float32 probabilities did on every multiclass fold."""
+    X, y = _data("multiclass")
+    p = _fit(name, "multiclass").predict_proba(X[220:])
+    assert p.dtype == np.float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log_loss(y[220:], p, labels=[0, 1, 2])
 
 
 @pytest.mark.parametrize("name", NEW)

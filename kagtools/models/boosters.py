@@ -76,7 +76,10 @@ class _Booster(_RefitRounds, TabularModel):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        return np.asarray(self.estimator_.predict_proba(self._frame(X, fit=False)), dtype=float)
+        # XGBoost computes in float32: its rows sum to 1 only within float32 rounding, which
+        # scikit-learn's log loss warns about; in float64 and renormalised they sum to 1.
+        p = np.asarray(self.estimator_.predict_proba(self._frame(X, fit=False)), dtype=float)
+        return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
         if self.is_classifier:
