@@ -353,6 +353,12 @@ def test_fail_dead_trials_fails_a_dead_local_workers_trial_only(tmp_path):
     assert states[trials["alive"].number] == states[trials["other host"].number] == TrialState.RUNNING
     assert states[finished.number] == TrialState.COMPLETE and study.trials[finished.number].value == 0.5
     assert fail_dead_trials(study) == []  # already failed: nothing left to do, no error
+    # A trial never signed (its worker died inside Optuna's ask) fails once older than the grace period.
+    unsigned = study.ask()
+    assert fail_dead_trials(study) == []
+    assert fail_dead_trials(study, grace_period=0) == [unsigned.number]
+    assert study.trials[unsigned.number].state == TrialState.FAIL
+    assert study.trials[trials["alive"].number].state == TrialState.RUNNING
     # Through Optuna's public API only, never its private storage handle.
     for module in ("storage", "space", "pruners", "objective", "workers", "reports", "study"):
         assert not re.search(r"\._storage\b", inspect.getsource(getattr(kagtools.tuning, module))), module

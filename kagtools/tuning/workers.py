@@ -13,6 +13,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import joblib
@@ -96,11 +97,23 @@ def _alive(worker: str, host: str) -> bool | None:
         return False
 
 
-def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Mark failed the RUNNING trials of dead workers: stale heartbeats (RDB storages, any
-    host) and trials started on this host by a process that no longer exists (any storage).
+def _dead(trial: optuna.trial.FrozenTrial, host: str, grace_period: float) -> bool:
+    """A RUNNING trial whose worker is gone: its local process no longer exists, or it was never
+    signed (the worker died inside Optuna's ``ask``, before the objective's first line signs it)
+    and started more than ``grace_period`` seconds ago."""
+    worker = trial.user_attrs.get("worker")
+    if worker is None:
+        started = trial.datetime_start
+        return started is not None and (datetime.now() - started).total_seconds() > grace_period
+    return _alive(worker, host) is False
 
-    Returns the numbers of the trials this call marked failed from a dead local worker (not
+
+def fail_dead_trials(study: optuna.Study, *, grace_period: float = 30) -> list[int]:
+    """Mark failed the RUNNING trials of dead workers: stale heartbeats (RDB storages, any
+    host), trials started on this host by a process that no longer exists (any storage), and
+    trials never signed with a worker that started more than ``grace_period`` seconds ago.
+
+    Returns the numbers of the trials this call marked failed for a dead or missing worker (not
     those failed for a stale heartbeat); a trial that finished meanwhile is left as it is.
     """
     with warnings.catch_warnings(action="ignore", category=optuna.exceptions.ExperimentalWarning):
@@ -108,7 +121,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     host = socket.gethostname()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _alive(t.user_attrs.get("worker", ""), host) is not False:
+        if not _dead(t, host, grace_period):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
@@ -124,7 +137,7 @@ def _worker(tuning: Tuning, index: int, show_progress: bool = False) -> int:
     """One worker: run trials on the study until it has ``n_trials`` finished or time is up."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = tuning.open_study()
-    fail_dead_trials(study)
+    fail_dead_trials(study, grace_period=tuning.grace_period or 30)
     n_before = sum(trial_counts(study)[s] for s in FINISHED)
     # Seeds differ per worker and per resume, so a resumed study does not replay its first trials.
     sampler = optuna.samplers.TPESampler(seed=tuning.seed + 1000 * index + n_before, multivariate=True,
