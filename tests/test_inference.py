@@ -100,6 +100,21 @@ def test_regression_and_multitarget_regression(tmp_path):
     assert (s["task"], s["target_cols"], s["metric"]["name"]) == ("multitarget", ["a", "b"], "mcrmse")
 
 
+def test_a_few_integer_values_are_numbers_when_the_competition_asks_for_numbers(tmp_path):
+    """Years of schooling (8-20): classes by default, numbers when the sample holds fractional
+    values or ``--submission values`` is given (before: multiclass, then no metric for it)."""
+    train = features(80).assign(educ=RNG.integers(8, 21, 80))
+    test = features(20, 100)
+    write_competition(tmp_path / "whole", train, test, pd.DataFrame({"id": test["id"], "educ": 12}))
+    assert infer_spec("e", tmp_path / "whole", advise=False).spec["task"] == "multiclass"
+    s = infer_spec("e", tmp_path / "whole", kind="values", advise=False).spec
+    assert (s["task"], s["submission"]["kind"], s["metric"]["name"]) == ("regression", "values", "rmse")
+    write_competition(tmp_path / "mean", train, test, pd.DataFrame({"id": test["id"], "educ": 13.29}))
+    s = infer_spec("e", tmp_path / "mean", advise=False).spec
+    assert (s["task"], s["submission"]["kind"], s["metric"]["name"]) == ("regression", "values", "rmse")
+    assert infer_spec("e", tmp_path / "mean", task="multiclass", advise=False).spec["task"] == "multiclass"
+
+
 def test_multilabel(tmp_path):
     train = features(60).assign(toxic=RNG.integers(0, 2, 60), spam=RNG.integers(0, 2, 60))
     test = features(20, 100)

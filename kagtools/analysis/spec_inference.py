@@ -183,6 +183,14 @@ def infer_spec(slug: str, data_dir: str | os.PathLike, *, metric: str | None = N
     y = train[target_cols[0]] if len(target_cols) == 1 else train[target_cols]
     if task is None:
         task, why = infer_task(y)
+        if task == "multiclass" and not class_cols and pd.api.types.is_numeric_dtype(y) \
+                and not pd.api.types.is_bool_dtype(y):
+            # A few integer values, but the competition wants numbers: a count, a grade, years.
+            if kind == "values":
+                task, why = "regression", f"{why}, and --submission values asks for numbers"
+            elif kind is None and _fractional(sample[value_cols]):
+                task, why = "regression", f"{why}, but the sample submission holds fractional values, so they " \
+                                          f"are predicted as numbers (pass --task multiclass for classes)"
         inf.say(f"task: {task} ({why})")
     elif task not in TASKS:
         raise KagtoolsError(f"--task '{task}' is not one of {', '.join(TASKS)}")
@@ -333,6 +341,12 @@ def _check_target(train: pd.DataFrame, col: str, where: str) -> None:
                                 f"rows, like an id; pass --target COLUMN (and --id '{col}' if it is the id)")
 
 
+def _fractional(values: pd.DataFrame) -> bool:
+    """Whether the sample's prediction columns are numbers, some of them not whole."""
+    return all(pd.api.types.is_numeric_dtype(values[c]) for c in values.columns) and \
+        bool(np.any(np.mod(values.to_numpy(dtype=float), 1) != 0))
+
+
 def _submission_kind(task: str, sample: pd.DataFrame, value_cols: list[str], class_cols: bool,
                      where: dict[str, str], inf: Inference) -> str:
     if task in ("regression", "multitarget"):
@@ -347,7 +361,7 @@ def _submission_kind(task: str, sample: pd.DataFrame, value_cols: list[str], cla
         inf.say("submission: labels (the sample holds class names)")
         return "labels"
     values = sample[value_cols].to_numpy(dtype=float)
-    if np.any(np.mod(values, 1) != 0):
+    if _fractional(sample[value_cols]):
         inf.say("submission: probabilities (the sample holds fractional values)")
         return "probabilities"
     if len(np.unique(values)) > 1:
